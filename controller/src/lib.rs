@@ -1,0 +1,1 @@
+//! Cluster state, the pure scheduler and the client-facing API.

@@ -1,0 +1,1 @@
+//! seccomp BPF filters from OCI profiles (placeholder: being written).
