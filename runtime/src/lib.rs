@@ -1,5 +1,18 @@
 //! Berth's host mechanisms, synchronous and actor-free: OCI containers from a bundle (namespaces, mounts,
 //! pivot_root, cgroups, seccomp, capabilities, pty) behind a runc-compatible lifecycle API.
 
+pub mod bundle;
 pub mod cgroups;
+pub mod console;
+pub mod container;
+pub mod defaults;
+pub mod error;
+mod init;
+pub mod proc;
+mod safe_path;
 pub mod seccomp;
+pub mod state;
+mod sync;
+
+pub use container::{CreateOptions, Runtime};
+pub use error::{Error, Result};

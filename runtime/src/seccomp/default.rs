@@ -492,24 +492,6 @@ const CLONE_NEWNS_MASK: u64 = 0x7e02_0000;
 /// `AF_VSOCK`: host/guest sockets are refused, they would reach past the network namespace.
 const AF_VSOCK: u64 = 40;
 
-/// Docker's 14 default capabilities, for callers building the common case.
-pub const DOCKER_DEFAULT_CAPS: &[Capability] = &[
-    Capability::Chown,
-    Capability::DacOverride,
-    Capability::Fsetid,
-    Capability::Fowner,
-    Capability::Mknod,
-    Capability::NetRaw,
-    Capability::Setgid,
-    Capability::Setuid,
-    Capability::Setfcap,
-    Capability::Setpcap,
-    Capability::NetBindService,
-    Capability::SysChroot,
-    Capability::Kill,
-    Capability::AuditWrite,
-];
-
 fn rule(names: &[&str], action: Action) -> LinuxSyscall {
     let mut s = LinuxSyscall::default();
     s.set_names(names.iter().map(|n| n.to_string()).collect());
