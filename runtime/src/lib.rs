@@ -9,7 +9,7 @@ pub mod defaults;
 pub mod error;
 mod init;
 pub mod proc;
-mod safe_path;
+pub mod safe_path;
 pub mod seccomp;
 pub mod state;
 mod sync;

@@ -53,6 +53,14 @@ pub fn open_in_root(
     }
 }
 
+/// Reads a (small) file of an untrusted root filesystem, e.g. the image's /etc/passwd, without
+/// following any symlink out of it.
+pub fn read_in_root(root: &Path, path: &Path) -> io::Result<String> {
+    let dir = std::fs::File::open(root)?;
+    let fd = open_in_root(dir.as_fd(), path, libc::O_RDONLY, 0)?;
+    io::read_to_string(std::fs::File::from(fd))
+}
+
 /// The kind of object to create at the end of [`ensure_in_root`].
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
