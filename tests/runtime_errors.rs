@@ -161,3 +161,14 @@ fn unknown_signal_is_rejected() {
     ctx.rt(&["delete", "--force", &id]).ok();
     ctx.assert_clean(&b, &id);
 }
+
+#[test]
+fn delete_force_of_an_unknown_id_succeeds() {
+    // runc and crun both exit 0 here: `delete --force` is idempotent
+    // cleanup, which engines rely on.
+    let ctx = Ctx::new();
+    let id = ctx.id("gone");
+    let out = ctx.rt(&["delete", "--force", &id]);
+    assert!(out.success(), "{}", out.describe());
+    assert!(!ctx.root.join(&id).exists());
+}

@@ -329,3 +329,39 @@ fn kill_all_stops_every_process() {
     ctx.rt(&["delete", &id]).ok();
     ctx.assert_clean(&b, &id);
 }
+
+#[test]
+fn bundle_defaults_to_the_current_directory() {
+    let ctx = Ctx::new();
+    let id = ctx.id("cwdbundle");
+    let mut b = ctx.bundle(&id);
+    b.sh("echo from-cwd-bundle");
+    b.write();
+
+    // `spec` without --bundle writes ./config.json.
+    let spec_dir = ctx.mkdir("spec-cwd");
+    let mut cmd = ctx.command(&["spec"]);
+    cmd.current_dir(&spec_dir);
+    ctx.output(cmd, "spec in cwd", CMD_TIMEOUT).ok();
+    assert!(
+        spec_dir.join("config.json").exists(),
+        "spec wrote no ./config.json"
+    );
+
+    // `run` without --bundle uses the current directory.
+    let mut cmd = ctx.command(&["run", &id]);
+    cmd.current_dir(&b.dir);
+    let out = ctx.output(cmd, "run in bundle dir", CMD_TIMEOUT).ok();
+    assert_eq!(out.stdout.trim(), "from-cwd-bundle");
+    ctx.assert_clean(&b, &id);
+
+    // `create` too, and state reports the absolute bundle path.
+    let id = ctx.id("cwdcreate");
+    let mut cmd = ctx.command(&["create", &id]);
+    cmd.current_dir(&b.dir);
+    ctx.output(cmd, "create in bundle dir", CMD_TIMEOUT).ok();
+    let st = ctx.state(&id).expect("state");
+    assert_eq!(st["bundle"], s(&b.dir), "{st}");
+    ctx.rt(&["delete", "--force", &id]).ok();
+    assert!(ctx.state(&id).is_none());
+}
