@@ -141,10 +141,15 @@ impl Runtime {
         Ok(Cgroup::open(&record.cgroup_path)?.procs()?)
     }
 
-    /// Removes a container. A running or paused one needs `force`, which kills it first.
+    /// Removes a container. A running or paused one needs `force`, which kills it first; with `force` an
+    /// unknown id is not an error.
     pub fn delete(&self, id: &str, force: bool) -> Result<()> {
         let dir = self.dir(id)?;
-        let record = dir.load()?;
+        let record = match dir.load() {
+            // As runc: forcing the deletion of something already gone succeeds.
+            Err(Error::NotFound(_)) if force => return Ok(()),
+            other => other?,
+        };
         let status = record.status(&dir);
         match status {
             Status::Stopped => {}
