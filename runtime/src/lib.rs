@@ -11,6 +11,7 @@ mod init;
 pub mod proc;
 pub mod safe_path;
 pub mod seccomp;
+pub mod signal;
 pub mod state;
 mod sync;
 

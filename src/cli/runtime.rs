@@ -189,19 +189,8 @@ fn spec(bundle: &std::path::Path, rootless: bool) -> Result<()> {
     Ok(())
 }
 
-/// Accepts `KILL`, `SIGKILL`, `kill` or `9`.
 fn parse_signal(s: &str) -> Result<Signal> {
-    if let Ok(n) = s.parse::<i32>() {
-        return Signal::try_from(n).with_context(|| format!("invalid signal number {n}"));
-    }
-    let upper = s.to_ascii_uppercase();
-    let name = if upper.starts_with("SIG") {
-        upper
-    } else {
-        format!("SIG{upper}")
-    };
-    name.parse::<Signal>()
-        .map_err(|_| anyhow::anyhow!("invalid signal {s:?}"))
+    runtime::signal::parse(s).map_err(anyhow::Error::msg)
 }
 
 fn ps(rt: &Runtime, id: &str, format: Format, ps_args: &[String]) -> Result<()> {
