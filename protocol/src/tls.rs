@@ -573,6 +573,20 @@ impl Identity {
         )
     }
 
+    /// Loads an identity from three PEM files named independently (a client config may point
+    /// anywhere): the certificate, its PKCS#8 private key and the CA certificate.
+    pub fn load_files(cert: &Path, key: &Path, ca: &Path) -> Result<Identity, TlsError> {
+        let cert_der = read_cert_pem(cert)?;
+        let ca_der = read_cert_pem(ca)?;
+        warn_if_readable_by_others(key);
+        let key = read_pem(key, "PRIVATE KEY")?;
+        Ok(Identity {
+            cert_der,
+            key_der: PrivatePkcs8KeyDer::from(key),
+            ca_der,
+        })
+    }
+
     /// Loads what [`Identity::save`] wrote.
     pub fn load(dir: &Path, stem: &str) -> Result<Identity, TlsError> {
         let cert_der = read_cert_pem(&dir.join(format!("{stem}.pem")))?;
