@@ -7,12 +7,15 @@ pub mod console;
 pub mod container;
 pub mod defaults;
 pub mod error;
+pub mod image;
 mod init;
 pub mod proc;
 pub mod safe_path;
 pub mod seccomp;
+pub mod snapshot;
 pub mod signal;
 pub mod state;
+pub mod volume;
 mod sync;
 
 pub use container::{CreateOptions, Runtime};

@@ -1,0 +1,26 @@
+//! Images on this host: the content store (verified blobs, unpacked layers, the reference index),
+//! docker-compatible reference parsing, `import` of root file system tarballs and the safe layer
+//! unpacker. Registries, archives and commit build on [`Store`]'s blob and layer primitives.
+//!
+//! Synchronous and blocking: the agent runs these calls off its actors' arbiters.
+
+mod compression;
+mod digest;
+mod error;
+pub(crate) mod fsutil;
+mod import;
+mod reference;
+mod store;
+mod tarstream;
+pub mod unpack;
+
+pub use compression::Compression;
+pub use digest::{Digest, HashingReader};
+pub use error::{ImageError, Result};
+pub use import::{ImportConfig, DEFAULT_PATH};
+pub use reference::{Reference, DEFAULT_DOMAIN, DEFAULT_TAG};
+pub use store::{BlobInfo, Image, ImageSummary, LayerImport, LayerInfo, RemoveReport, Store};
+pub use unpack::{unpack_layer, UnpackStats};
+
+#[cfg(test)]
+mod tests;
