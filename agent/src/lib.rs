@@ -1,14 +1,33 @@
-//! The per-host daemon: actix actors for the node, its containers, images and volumes, serving the
-//! controller's requests over the QUIC connection the agent dials.
+//! The per-host daemon: actix actors for the node and each of its containers, serving the controller's
+//! requests over the QUIC connection the agent dials.
 
+mod container;
+mod layout;
+mod lifecycle;
+mod logs;
+mod monitor;
+mod names;
+mod node;
+mod prepare;
+mod record;
+mod serve;
+mod session;
 pub mod spec;
+mod storage;
+mod top;
+mod view;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
-use protocol::messages::{ApiError, Hello, Request, Role};
+use actix::{Actor, Addr};
+use protocol::messages::{Hello, Role};
 use protocol::tls::Identity;
-use protocol::transport::{self, Peer, Responder, TransportConfig};
+use protocol::transport::{self, Peer, TransportConfig};
+
+use layout::Layout;
+use node::NodeActor;
 
 /// What an agent needs to run: where its state lives and how to reach its controller.
 #[derive(Debug, Clone)]
@@ -32,17 +51,60 @@ pub enum AgentError {
     Tls(#[from] protocol::tls::TlsError),
     #[error("agent cannot reach controller: {0}")]
     Transport(#[from] protocol::transport::TransportError),
+    #[error("agent state root {path}: {source}")]
+    Root {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("agent cannot find its own binary: {0}")]
+    Exe(std::io::Error),
+    #[error("image store: {0}")]
+    Images(runtime::image::ImageError),
+    #[error("volume store: {0}")]
+    Volumes(runtime::volume::VolumeError),
 }
 
-/// A running agent; dropping it does not stop it (it lives as long as its actix System).
+/// What every actor of the agent shares.
+pub(crate) struct Shared {
+    pub layout: Layout,
+    pub node_name: String,
+    pub node: Addr<NodeActor>,
+    /// The berth binary, run as each container's monitor and for exec.
+    pub berth: PathBuf,
+    /// Exec sessions with a terminal, for resizes.
+    pub sessions: session::Sessions,
+    pub images: runtime::image::Store,
+    pub volumes: runtime::volume::VolumeStore,
+}
+
+/// A running agent; it lives as long as its actix System.
 pub struct AgentHandle {
     pub peer: Peer,
 }
 
-/// Starts the agent inside the current actix System: connects to the controller with the node
-/// certificate and serves the requests the controller opens on that connection. Returns once
-/// connected.
+/// Starts the agent inside the current actix System: recovers the containers it had, connects to the
+/// controller with the node certificate, and serves the requests the controller opens on that
+/// connection. Returns once connected.
 pub async fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
+    let layout = Layout::new(&config.root);
+    for dir in [layout.containers(), layout.runtime_root()] {
+        std::fs::create_dir_all(&dir).map_err(|source| AgentError::Root { path: dir, source })?;
+    }
+    let berth = std::env::current_exe().map_err(AgentError::Exe)?;
+    let images = runtime::image::Store::open(layout.root()).map_err(AgentError::Images)?;
+    let volumes = runtime::volume::VolumeStore::open(layout.root()).map_err(AgentError::Volumes)?;
+    let node = NodeActor::new().start();
+    let shared = Arc::new(Shared {
+        layout,
+        node_name: config.node_name.clone(),
+        node: node.clone(),
+        berth,
+        sessions: session::Sessions::default(),
+        images,
+        volumes,
+    });
+    node.do_send(node::Init(shared.clone()));
+
     let tls = protocol::tls::client_config(&config.identity)?;
     let tcfg = TransportConfig::default();
     let endpoint = transport::client_endpoint(tls, &tcfg)?;
@@ -55,21 +117,15 @@ pub async fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
         &tcfg,
     )
     .await?;
+    node.do_send(node::Connected(peer.clone()));
     let serving = peer.clone();
     tokio::spawn(async move {
-        if let Err(e) = serving.serve(handle).await {
+        let result = serving
+            .serve(move |req, responder| serve::handle(shared.clone(), req, responder))
+            .await;
+        if let Err(e) = result {
             tracing::warn!("agent connection ended: {e}");
         }
     });
     Ok(AgentHandle { peer })
-}
-
-async fn handle(req: Request, responder: Responder) {
-    let verb = req.verb();
-    let _ = responder
-        .reply(Err(ApiError::new(
-            protocol::messages::ErrorKind::Unsupported,
-            format!("{verb} is not implemented by this agent yet"),
-        )))
-        .await;
 }

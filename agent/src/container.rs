@@ -1,0 +1,548 @@
+//! One actor per container. It owns the container's lifecycle state machine, its record on disk, its
+//! monitor (and through it the process and log), and its restart policy; everything it holds is
+//! released in one place ([`ContainerActor::release`]) in reverse order of acquisition. Blocking work
+//! runs off the actor and comes back as a future, so the mailbox never blocks.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use nix::sys::signal::Signal;
+use protocol::messages::{
+    ApiError, ContainerInspect, ContainerStats, ContainerSummary, RestartPolicy, TopResult,
+};
+use tokio::sync::oneshot;
+
+use crate::layout::ContainerPaths;
+use crate::lifecycle::{Event, State};
+use crate::monitor;
+use crate::node::{Changed, Removed};
+use crate::record::{now_nanos, Record};
+use crate::Shared;
+
+/// Default grace period of `stop`.
+const DEFAULT_STOP_TIMEOUT: u32 = 10;
+/// First restart delay; doubled after each restart (Docker's policy), capped at a minute.
+const RESTART_BACKOFF: Duration = Duration::from_millis(100);
+const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(60);
+
+pub struct ContainerActor {
+    record: Record,
+    paths: ContainerPaths,
+    shared: Arc<Shared>,
+    /// Notified with the exit code when the main process ends.
+    exit_waiters: Vec<oneshot::Sender<i64>>,
+    /// Bumped at each start so a stale exit notification is ignored.
+    generation: u64,
+}
+
+type Reply<T> = Result<T, ApiError>;
+
+fn internal(what: &str, e: impl std::fmt::Display) -> ApiError {
+    ApiError::internal(format!("{what}: {e}"))
+}
+
+impl ContainerActor {
+    pub fn new(record: Record, shared: Arc<Shared>) -> Self {
+        let paths = shared.layout.container(&record.id);
+        ContainerActor {
+            record,
+            paths,
+            shared,
+            exit_waiters: Vec::new(),
+            generation: 0,
+        }
+    }
+
+    fn name(&self) -> &str {
+        &self.record.name
+    }
+
+    /// Persists the record, then tells the node (and through it the controller).
+    fn commit(&mut self) -> Reply<()> {
+        self.record
+            .save(&self.paths.state())
+            .map_err(|e| internal("persist container state", e))?;
+        self.shared.node.do_send(Changed(crate::view::summary(
+            &self.record,
+            &self.shared.node_name,
+        )));
+        Ok(())
+    }
+
+    fn transition(&mut self, event: Event) -> Reply<()> {
+        self.record.state = self.record.state.next(event, &self.record.name)?;
+        Ok(())
+    }
+
+    fn runtime(&self) -> runtime::Runtime {
+        runtime::Runtime::new(self.shared.layout.runtime_root())
+    }
+
+    /// Watches the monitor; its exit is the container's exit.
+    fn watch(&mut self, ctx: &mut Context<Self>) {
+        let Some(monitor) = self.record.monitor else {
+            return;
+        };
+        self.generation += 1;
+        let generation = self.generation;
+        ctx.spawn(
+            actix::fut::wrap_future::<_, Self>(monitor::wait_exit(monitor))
+                .map(move |(), act, ctx| act.on_exit(generation, ctx)),
+        );
+    }
+
+    fn on_exit(&mut self, generation: u64, ctx: &mut Context<Self>) {
+        if generation != self.generation || !self.record.state.is_running() {
+            return;
+        }
+        let info = monitor::read_exit(&self.paths.exit_file()).unwrap_or(monitor::ExitInfo {
+            exit_code: 255,
+            oom_killed: false,
+            finished_at: now_nanos(),
+        });
+        self.record.exit_code = info.exit_code;
+        self.record.oom_killed = info.oom_killed;
+        self.record.finished_at = info.finished_at;
+        self.record.pid = None;
+        self.record.monitor = None;
+        let _ = self.transition(Event::Exit);
+        if let Err(e) = self.commit() {
+            tracing::error!(container = %self.record.id, "{}", e.message);
+        }
+        for w in self.exit_waiters.drain(..) {
+            let _ = w.send(info.exit_code);
+        }
+        tracing::info!(container = %self.record.short_id(), code = info.exit_code, "exited");
+        if self.record.config.auto_remove {
+            // As Docker's --rm: anonymous volumes go with the container.
+            self.release(true);
+            ctx.stop();
+            return;
+        }
+        self.maybe_restart(ctx);
+    }
+
+    fn maybe_restart(&mut self, ctx: &mut Context<Self>) {
+        let r = &self.record;
+        let restart = match r.config.restart_policy {
+            RestartPolicy::No => false,
+            RestartPolicy::Always => !r.manually_stopped,
+            RestartPolicy::UnlessStopped => !r.manually_stopped,
+            RestartPolicy::OnFailure { max_retries } => {
+                r.exit_code != 0 && max_retries.is_none_or(|m| r.restart_count < m)
+            }
+        };
+        if !restart {
+            return;
+        }
+        let delay = RESTART_BACKOFF
+            .saturating_mul(1u32 << self.record.restart_count.min(10))
+            .min(RESTART_BACKOFF_MAX);
+        ctx.run_later(delay, |act, ctx| {
+            if act.record.state != State::Exited || act.record.manually_stopped {
+                return;
+            }
+            act.record.restart_count += 1;
+            let fut = act.start_future();
+            ctx.spawn(fut.map(|res, act, _| {
+                if let Err(e) = res {
+                    tracing::warn!(container = %act.record.short_id(), "restart failed: {}", e.message);
+                }
+            }));
+        });
+    }
+
+    /// Starts the monitor (which starts the container) and records the outcome.
+    fn start_future(&mut self) -> ResponseActFuture<Self, Reply<()>> {
+        if let Err(e) = self.record.state.next(Event::Start, &self.record.name) {
+            return Box::pin(actix::fut::ready(Err(e.into())));
+        }
+        let _ = std::fs::remove_file(self.paths.exit_file());
+        let shared = self.shared.clone();
+        let paths = self.paths.clone();
+        let id = self.record.id.clone();
+        let (tty, stdin) = (self.record.config.tty, self.record.config.open_stdin);
+        let launch = async move {
+            let runtime_root = shared.layout.runtime_root();
+            monitor::launch(monitor::Launch {
+                berth: &shared.berth,
+                runtime_root: &runtime_root,
+                bundle: &paths.dir,
+                id: &id,
+                log: paths.log(),
+                exit_file: paths.exit_file(),
+                socket: paths.socket(),
+                tty,
+                stdin,
+            })
+            .await
+        };
+        Box::pin(
+            actix::fut::wrap_future::<_, Self>(launch).map(|res, act, ctx| {
+                let started = res.map_err(|e| {
+                    ApiError::new(
+                        protocol::messages::ErrorKind::Internal,
+                        format!("cannot start container {}: {e}", act.record.name),
+                    )
+                })?;
+                act.transition(Event::Start)?;
+                act.record.pid = Some(started.pid);
+                act.record.monitor = Some((started.monitor_pid, started.monitor_start));
+                act.record.started_at = now_nanos();
+                act.record.manually_stopped = false;
+                act.record.oom_killed = false;
+                act.commit()?;
+                act.watch(ctx);
+                Ok(())
+            }),
+        )
+    }
+
+    /// Releases what the container holds, in reverse order of acquisition: its process (already
+    /// gone), runtime state, root filesystem, anonymous volumes (with `volumes`), its directory.
+    fn release(&mut self, volumes: bool) {
+        if self.record.state == State::Removed {
+            return;
+        }
+        let _ = self.runtime().delete(&self.record.id, true);
+        if let Err(e) = crate::prepare::teardown(&self.shared, &self.record, volumes) {
+            tracing::warn!(container = %self.record.short_id(), "cleanup: {e}");
+        }
+        self.record.state = State::Removed;
+        self.shared.node.do_send(Removed(self.record.id.clone()));
+    }
+
+    fn signal(&self, sig: Signal) -> Reply<()> {
+        self.runtime()
+            .kill(&self.record.id, sig, false)
+            .map_err(|e| internal(&format!("signal container {}", self.record.name), e))
+    }
+}
+
+impl Actor for ContainerActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.watch(ctx);
+    }
+}
+
+/// Re-adopts a container that was running when the agent stopped: if its monitor is gone, the exit
+/// it recorded meanwhile is applied.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Adopt;
+
+impl Handler<Adopt> for ContainerActor {
+    type Result = ();
+    fn handle(&mut self, _: Adopt, ctx: &mut Context<Self>) {
+        if self.record.state.is_running() && !self.record.monitor.is_some_and(monitor::is_alive) {
+            self.generation += 1;
+            let g = self.generation;
+            self.on_exit(g, ctx);
+        }
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "Reply<()>")]
+pub struct Start;
+
+impl Handler<Start> for ContainerActor {
+    type Result = ResponseActFuture<Self, Reply<()>>;
+    fn handle(&mut self, _: Start, _: &mut Context<Self>) -> Self::Result {
+        self.record.restart_count = 0;
+        self.start_future()
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "Reply<()>")]
+pub struct Stop {
+    pub timeout: Option<u32>,
+    /// Send this signal first (default: the configured stop signal, else SIGTERM).
+    pub signal: Option<Signal>,
+}
+
+impl Handler<Stop> for ContainerActor {
+    type Result = ResponseActFuture<Self, Reply<()>>;
+    fn handle(&mut self, msg: Stop, _: &mut Context<Self>) -> Self::Result {
+        self.record.manually_stopped = true;
+        if !self.record.state.is_running() {
+            // Docker: stopping a stopped container succeeds.
+            let r = self.commit();
+            return Box::pin(actix::fut::ready(r));
+        }
+        let sig = msg.signal.unwrap_or_else(|| self.stop_signal());
+        let timeout = msg
+            .timeout
+            .or(self.record.config.stop_timeout)
+            .unwrap_or(DEFAULT_STOP_TIMEOUT);
+        let (tx1, rx1) = oneshot::channel();
+        let (tx2, rx2) = oneshot::channel();
+        self.exit_waiters.push(tx1);
+        self.exit_waiters.push(tx2);
+        if self.record.state == State::Paused {
+            let _ = self.runtime().resume(&self.record.id);
+        }
+        let first = self.signal(sig);
+        let runtime_root = self.shared.layout.runtime_root();
+        let id = self.record.id.clone();
+        let wait = async move {
+            if first.is_ok()
+                && tokio::time::timeout(Duration::from_secs(timeout.into()), rx1)
+                    .await
+                    .is_ok()
+            {
+                return Ok(());
+            }
+            let _ = runtime::Runtime::new(runtime_root).kill(&id, Signal::SIGKILL, true);
+            tokio::time::timeout(Duration::from_secs(30), rx2)
+                .await
+                .map(|_| ())
+                .map_err(|_| {
+                    ApiError::internal(format!("container {id} did not die after SIGKILL"))
+                })
+        };
+        Box::pin(actix::fut::wrap_future(wait))
+    }
+}
+
+impl ContainerActor {
+    fn stop_signal(&self) -> Signal {
+        self.record
+            .config
+            .stop_signal
+            .as_deref()
+            .or(self.record.image_stop_signal.as_deref())
+            .and_then(|s| runtime::signal::parse(s).ok())
+            .unwrap_or(Signal::SIGTERM)
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "Reply<()>")]
+pub struct Kill {
+    pub signal: Signal,
+}
+
+impl Handler<Kill> for ContainerActor {
+    type Result = Reply<()>;
+    fn handle(&mut self, msg: Kill, _: &mut Context<Self>) -> Reply<()> {
+        if !self.record.state.is_running() {
+            return Err(ApiError::not_running(format!(
+                "container {} is not running",
+                self.record.name
+            )));
+        }
+        if msg.signal == Signal::SIGKILL {
+            self.record.manually_stopped = true;
+        }
+        self.signal(msg.signal)
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "Reply<()>")]
+pub struct Pause;
+
+impl Handler<Pause> for ContainerActor {
+    type Result = Reply<()>;
+    fn handle(&mut self, _: Pause, _: &mut Context<Self>) -> Reply<()> {
+        self.record.state.next(Event::Pause, &self.record.name)?;
+        self.runtime()
+            .pause(&self.record.id)
+            .map_err(|e| internal("pause", e))?;
+        self.transition(Event::Pause)?;
+        self.commit()
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "Reply<()>")]
+pub struct Unpause;
+
+impl Handler<Unpause> for ContainerActor {
+    type Result = Reply<()>;
+    fn handle(&mut self, _: Unpause, _: &mut Context<Self>) -> Reply<()> {
+        self.record.state.next(Event::Unpause, &self.record.name)?;
+        self.runtime()
+            .resume(&self.record.id)
+            .map_err(|e| internal("unpause", e))?;
+        self.transition(Event::Unpause)?;
+        self.commit()
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "Reply<()>")]
+pub struct Remove {
+    pub force: bool,
+    pub volumes: bool,
+}
+
+impl Handler<Remove> for ContainerActor {
+    type Result = ResponseActFuture<Self, Reply<()>>;
+    fn handle(&mut self, msg: Remove, _: &mut Context<Self>) -> Self::Result {
+        if let Err(e) = self
+            .record
+            .state
+            .next(Event::Remove { force: msg.force }, &self.record.name)
+        {
+            return Box::pin(actix::fut::ready(Err(e.into())));
+        }
+        let exited = if self.record.state.is_running() {
+            self.record.manually_stopped = true;
+            let (tx, rx) = oneshot::channel();
+            self.exit_waiters.push(tx);
+            let _ = self.runtime().kill(&self.record.id, Signal::SIGKILL, true);
+            Some(rx)
+        } else {
+            None
+        };
+        let wait = async move {
+            if let Some(rx) = exited {
+                let _ = tokio::time::timeout(Duration::from_secs(30), rx).await;
+            }
+        };
+        Box::pin(
+            actix::fut::wrap_future::<_, Self>(wait).map(move |(), act, ctx| {
+                act.release(msg.volumes);
+                ctx.stop();
+                Ok(())
+            }),
+        )
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "Reply<i64>")]
+pub struct Wait;
+
+impl Handler<Wait> for ContainerActor {
+    type Result = ResponseActFuture<Self, Reply<i64>>;
+    fn handle(&mut self, _: Wait, _: &mut Context<Self>) -> Self::Result {
+        if self.record.state == State::Exited {
+            return Box::pin(actix::fut::ready(Ok(self.record.exit_code)));
+        }
+        let (tx, rx) = oneshot::channel();
+        self.exit_waiters.push(tx);
+        Box::pin(actix::fut::wrap_future(async move {
+            rx.await
+                .map_err(|_| ApiError::not_found("container was removed while waiting"))
+        }))
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "Reply<ContainerInspect>")]
+pub struct Inspect;
+
+impl Handler<Inspect> for ContainerActor {
+    type Result = Reply<ContainerInspect>;
+    fn handle(&mut self, _: Inspect, _: &mut Context<Self>) -> Self::Result {
+        Ok(crate::view::inspect(&self.record, &self.shared.node_name))
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "Reply<ContainerSummary>")]
+pub struct Summary;
+
+impl Handler<Summary> for ContainerActor {
+    type Result = Reply<ContainerSummary>;
+    fn handle(&mut self, _: Summary, _: &mut Context<Self>) -> Self::Result {
+        Ok(crate::view::summary(&self.record, &self.shared.node_name))
+    }
+}
+
+/// What a reader of the container's output needs: the log file and whether more may come.
+#[derive(Debug, Clone)]
+pub struct OutputInfo {
+    pub log: std::path::PathBuf,
+    pub socket: std::path::PathBuf,
+    pub running: bool,
+    pub tty: bool,
+    pub id: String,
+}
+
+#[derive(Message)]
+#[rtype(result = "Reply<OutputInfo>")]
+pub struct Output;
+
+impl Handler<Output> for ContainerActor {
+    type Result = Reply<OutputInfo>;
+    fn handle(&mut self, _: Output, _: &mut Context<Self>) -> Self::Result {
+        Ok(OutputInfo {
+            log: self.paths.log(),
+            socket: self.paths.socket(),
+            running: self.record.state.is_running(),
+            tty: self.record.config.tty,
+            id: self.record.id.clone(),
+        })
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "Reply<()>")]
+pub struct Rename {
+    pub new_name: String,
+}
+
+impl Handler<Rename> for ContainerActor {
+    type Result = Reply<()>;
+    fn handle(&mut self, msg: Rename, _: &mut Context<Self>) -> Reply<()> {
+        self.record.name = msg.new_name;
+        self.commit()
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "Reply<TopResult>")]
+pub struct Top {
+    pub ps_args: Option<String>,
+}
+
+impl Handler<Top> for ContainerActor {
+    type Result = ResponseActFuture<Self, Reply<TopResult>>;
+    fn handle(&mut self, msg: Top, _: &mut Context<Self>) -> Self::Result {
+        if !self.record.state.is_running() {
+            let e = ApiError::not_running(format!("container {} is not running", self.name()));
+            return Box::pin(actix::fut::ready(Err(e)));
+        }
+        let pids = self.runtime().pids(&self.record.id);
+        Box::pin(actix::fut::wrap_future(async move {
+            let pids = pids.map_err(|e| internal("list processes", e))?;
+            crate::top::run(&pids, msg.ps_args.as_deref()).await
+        }))
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "Reply<ContainerStats>")]
+pub struct Stats;
+
+impl Handler<Stats> for ContainerActor {
+    type Result = Reply<ContainerStats>;
+    fn handle(&mut self, _: Stats, _: &mut Context<Self>) -> Self::Result {
+        crate::top::stats(&self.record, &self.shared.layout.runtime_root())
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "Reply<Vec<protocol::messages::FilesystemChange>>")]
+pub struct Diff;
+
+impl Handler<Diff> for ContainerActor {
+    type Result = ResponseActFuture<Self, Reply<Vec<protocol::messages::FilesystemChange>>>;
+    fn handle(&mut self, _: Diff, _: &mut Context<Self>) -> Self::Result {
+        let shared = self.shared.clone();
+        let record = self.record.clone();
+        Box::pin(actix::fut::wrap_future(async move {
+            tokio::task::spawn_blocking(move || crate::prepare::diff(&shared, &record))
+                .await
+                .map_err(|e| internal("diff", e))?
+        }))
+    }
+}

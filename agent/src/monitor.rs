@@ -1,0 +1,152 @@
+//! The agent's side of a container's monitor (`berth shim`): starting it, learning when it is done,
+//! and reading the exit file it leaves. The monitor, not the agent, holds the container's stdio and
+//! reaps it, so containers outlive an agent crash or upgrade.
+
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+/// How to start one container's monitor.
+pub struct Launch<'a> {
+    pub berth: &'a Path,
+    pub runtime_root: &'a Path,
+    pub bundle: &'a Path,
+    pub id: &'a str,
+    pub log: PathBuf,
+    pub exit_file: PathBuf,
+    pub socket: PathBuf,
+    pub tty: bool,
+    pub stdin: bool,
+}
+
+/// A started container: its init and the monitor that watches it.
+#[derive(Debug, Clone, Copy)]
+pub struct Started {
+    pub pid: i32,
+    pub monitor_pid: i32,
+    pub monitor_start: u64,
+}
+
+#[derive(Deserialize)]
+struct Report {
+    pid: Option<i32>,
+    monitor_pid: Option<i32>,
+    error: Option<String>,
+}
+
+/// What the monitor wrote when the container ended.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+pub struct ExitInfo {
+    pub exit_code: i64,
+    #[serde(default)]
+    pub oom_killed: bool,
+    #[serde(skip)]
+    pub finished_at: i64,
+}
+
+#[derive(Deserialize)]
+struct ExitFile {
+    exit_code: i64,
+    #[serde(default)]
+    oom_killed: bool,
+    finished_at: Option<String>,
+}
+
+/// Starts the monitor and waits for its one-line report: the container runs, or why it could not.
+pub async fn launch(l: Launch<'_>) -> Result<Started, String> {
+    let mut cmd = tokio::process::Command::new(l.berth);
+    cmd.arg("shim")
+        .arg("--runtime-root")
+        .arg(l.runtime_root)
+        .arg("--bundle")
+        .arg(l.bundle)
+        .arg("--id")
+        .arg(l.id)
+        .arg("--log")
+        .arg(&l.log)
+        .arg("--exit-file")
+        .arg(&l.exit_file)
+        .arg("--socket")
+        .arg(&l.socket);
+    if l.tty {
+        cmd.arg("--tty");
+    }
+    if l.stdin {
+        cmd.arg("--stdin");
+    }
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(false);
+    let mut child = cmd.spawn().map_err(|e| format!("start monitor: {e}"))?;
+    let stdout = child.stdout.take().ok_or("monitor has no stdout")?;
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .await
+        .map_err(|e| format!("read monitor report: {e}"))?;
+    // The first process exits once the monitor has detached; reap it.
+    let _ = child.wait().await;
+    let report: Report = serde_json::from_str(line.trim())
+        .map_err(|_| format!("monitor failed without a report: {:?}", line.trim()))?;
+    if let Some(e) = report.error {
+        return Err(e);
+    }
+    let (Some(pid), Some(monitor_pid)) = (report.pid, report.monitor_pid) else {
+        return Err(format!("incomplete monitor report: {}", line.trim()));
+    };
+    let monitor_start =
+        runtime::proc::start_time(nix::unistd::Pid::from_raw(monitor_pid)).unwrap_or(0);
+    Ok(Started {
+        pid,
+        monitor_pid,
+        monitor_start,
+    })
+}
+
+/// Whether the monitor `(pid, start time)` is still alive (used when re-adopting after a restart).
+pub fn is_alive(monitor: (i32, u64)) -> bool {
+    runtime::proc::is_alive(nix::unistd::Pid::from_raw(monitor.0), monitor.1)
+}
+
+/// Resolves when the monitor process exits (it is not our child: a pidfd tells us).
+pub async fn wait_exit(monitor: (i32, u64)) {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, monitor.0, 0) };
+    if raw < 0 || !is_alive(monitor) {
+        return;
+    }
+    // SAFETY: a fresh fd from the kernel that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw as i32) };
+    // SAFETY: the AsyncFd owns the OwnedFd, so the descriptor stays open and the same for its life.
+    match unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) } {
+        Ok(afd) => {
+            let _ = afd.readable().await;
+        }
+        Err(_) => {
+            while is_alive(monitor) {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Reads the exit file; `None` if the monitor died without writing one.
+pub fn read_exit(path: &Path) -> Option<ExitInfo> {
+    let data = std::fs::read(path).ok()?;
+    let f: ExitFile = serde_json::from_slice(&data).ok()?;
+    let finished_at = f
+        .finished_at
+        .and_then(|t| humantime::parse_rfc3339(&t).ok())
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or_else(crate::record::now_nanos);
+    Some(ExitInfo {
+        exit_code: f.exit_code,
+        oom_killed: f.oom_killed,
+        finished_at,
+    })
+}

@@ -1,0 +1,361 @@
+//! The agent's side of the protocol: each request the controller opens on the agent's connection is
+//! routed to the node actor or to the container's actor, and the answer is written back in the shape
+//! the request expects (single, streamed, raw).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::Addr;
+use protocol::messages::{
+    ApiError, AttachOptions, ErrorKind, ExecConfig, ListOptions, LogsOptions, Request, Response,
+    SessionHeader, SystemInfo,
+};
+use protocol::transport::Responder;
+
+use crate::container::{self, ContainerActor};
+use crate::logs::LogReader;
+use crate::node;
+use crate::session;
+use crate::storage;
+use crate::Shared;
+
+type Reply<T> = Result<T, ApiError>;
+
+/// How often `logs -f` looks for new output.
+const FOLLOW_INTERVAL: Duration = Duration::from_millis(100);
+
+fn mailbox(e: actix::MailboxError) -> ApiError {
+    ApiError::new(
+        ErrorKind::Unavailable,
+        format!("agent actor unavailable: {e}"),
+    )
+}
+
+async fn resolve(shared: &Shared, key: &str) -> Reply<(String, Addr<ContainerActor>)> {
+    shared
+        .node
+        .send(node::Resolve(key.to_owned()))
+        .await
+        .map_err(mailbox)?
+}
+
+async fn ask<M>(shared: &Shared, key: &str, msg: M) -> Reply<M::Result>
+where
+    M: actix::Message + Send + 'static,
+    M::Result: Send,
+    ContainerActor: actix::Handler<M>,
+{
+    let (_, addr) = resolve(shared, key).await?;
+    addr.send(msg).await.map_err(mailbox)
+}
+
+/// Answers one request.
+pub async fn handle(shared: Arc<Shared>, req: Request, responder: Responder) {
+    match req {
+        Request::Logs { container, options } => {
+            logs(&shared, &container, options, responder).await;
+        }
+        Request::Attach { container, options } => {
+            attach(&shared, &container, options, responder).await
+        }
+        Request::Exec { container, config } => exec(&shared, &container, config, responder).await,
+        Request::ImportImage(req) => storage::import(shared.clone(), req, responder).await,
+        other => {
+            let result = single(&shared, other).await;
+            let _ = responder.reply(result).await;
+        }
+    }
+}
+
+async fn single(shared: &Arc<Shared>, req: Request) -> Reply<Response> {
+    let done = |r: Reply<()>| r.map(|()| Response::Done);
+    match req {
+        Request::Ping => Ok(Response::Pong),
+        Request::Info => info(shared).await,
+        Request::Create(cfg) => {
+            let id = shared
+                .node
+                .send(node::Create(*cfg))
+                .await
+                .map_err(mailbox)??;
+            Ok(Response::Created {
+                id,
+                warnings: Vec::new(),
+            })
+        }
+        Request::Start { container } => done(ask(shared, &container, container::Start).await?),
+        Request::Stop { container, timeout } => done(
+            ask(
+                shared,
+                &container,
+                container::Stop {
+                    timeout,
+                    signal: None,
+                },
+            )
+            .await?,
+        ),
+        Request::Restart { container, timeout } => {
+            let (_, addr) = resolve(shared, &container).await?;
+            addr.send(container::Stop {
+                timeout,
+                signal: None,
+            })
+            .await
+            .map_err(mailbox)??;
+            done(addr.send(container::Start).await.map_err(mailbox)?)
+        }
+        Request::Kill { container, signal } => {
+            let signal = match signal {
+                Some(s) => runtime::signal::parse(&s).map_err(ApiError::invalid)?,
+                None => nix::sys::signal::Signal::SIGKILL,
+            };
+            done(ask(shared, &container, container::Kill { signal }).await?)
+        }
+        Request::Remove {
+            container,
+            force,
+            volumes,
+        } => done(ask(shared, &container, container::Remove { force, volumes }).await?),
+        Request::Pause { container } => done(ask(shared, &container, container::Pause).await?),
+        Request::Unpause { container } => done(ask(shared, &container, container::Unpause).await?),
+        Request::List(opts) => list(shared, opts).await,
+        Request::Inspect { container } => Ok(Response::Inspect(Box::new(
+            ask(shared, &container, container::Inspect).await??,
+        ))),
+        Request::Wait { container, .. } => {
+            let exit_code = ask(shared, &container, container::Wait).await??;
+            Ok(Response::Exited {
+                exit_code,
+                error: None,
+            })
+        }
+        Request::Rename {
+            container,
+            new_name,
+        } => {
+            let (id, _) = resolve(shared, &container).await?;
+            let addr = shared
+                .node
+                .send(node::ReserveName {
+                    id,
+                    new_name: new_name.clone(),
+                })
+                .await
+                .map_err(mailbox)??;
+            done(
+                addr.send(container::Rename { new_name })
+                    .await
+                    .map_err(mailbox)?,
+            )
+        }
+        Request::Top { container, ps_args } => Ok(Response::Top(
+            ask(shared, &container, container::Top { ps_args }).await??,
+        )),
+        Request::Stats { container, .. } => Ok(Response::Stats(Box::new(
+            ask(shared, &container, container::Stats).await??,
+        ))),
+        Request::Diff { container } => Ok(Response::Changes(
+            ask(shared, &container, container::Diff).await??,
+        )),
+        Request::ContainerPrune { .. } => prune(shared).await,
+        Request::ListImages { .. } => storage::list_images(shared),
+        Request::Volume(v) => {
+            let shared = Arc::clone(shared);
+            tokio::task::spawn_blocking(move || storage::volume(&shared, v))
+                .await
+                .map_err(|e| ApiError::internal(format!("volume: {e}")))?
+        }
+        Request::Resize {
+            container,
+            session,
+            size,
+        } => {
+            if shared.sessions.resize(&session, size) {
+                return Ok(Response::Done);
+            }
+            let info = ask(shared, &container, container::Output).await??;
+            if !info.tty {
+                return Err(ApiError::invalid(format!(
+                    "container {container} has no terminal to resize"
+                )));
+            }
+            session::resize_main(&info.socket, size).await?;
+            Ok(Response::Done)
+        }
+        other => Err(ApiError::new(
+            ErrorKind::Unsupported,
+            format!("{} is not supported by this agent yet", other.verb()),
+        )),
+    }
+}
+
+async fn info(shared: &Shared) -> Reply<Response> {
+    let counts = shared.node.send(node::Count).await.map_err(mailbox)?;
+    let uts = nix::sys::utsname::uname().map_err(|e| ApiError::internal(format!("uname: {e}")))?;
+    Ok(Response::Info(Box::new(SystemInfo {
+        name: shared.node_name.clone(),
+        server_version: env!("CARGO_PKG_VERSION").to_owned(),
+        protocol_version: protocol::messages::PROTOCOL_VERSION,
+        containers: counts.total,
+        containers_running: counts.running,
+        containers_paused: counts.paused,
+        containers_stopped: counts.stopped,
+        images: 0,
+        kernel_version: uts.release().to_string_lossy().into_owned(),
+        operating_system: uts.sysname().to_string_lossy().into_owned(),
+        architecture: uts.machine().to_string_lossy().into_owned(),
+        // SAFETY: sysconf has no preconditions.
+        ncpu: unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as u32,
+        mem_total: 0,
+        root_dir: shared.layout.root().display().to_string(),
+        nodes: Vec::new(),
+    })))
+}
+
+async fn list(shared: &Shared, opts: ListOptions) -> Reply<Response> {
+    Ok(Response::Containers(
+        shared.node.send(node::List(opts)).await.map_err(mailbox)?,
+    ))
+}
+
+async fn prune(shared: &Shared) -> Reply<Response> {
+    let stopped = shared.node.send(node::Stopped).await.map_err(mailbox)?;
+    let mut deleted = Vec::new();
+    for (id, addr) in stopped {
+        let removed = addr
+            .send(container::Remove {
+                force: false,
+                volumes: false,
+            })
+            .await;
+        if matches!(removed, Ok(Ok(()))) {
+            deleted.push(id);
+        }
+    }
+    Ok(Response::Pruned {
+        deleted,
+        space_reclaimed: 0,
+    })
+}
+
+/// Streams the log; with `follow`, keeps sending new lines until the container stops or the caller
+/// goes away.
+async fn logs(shared: &Shared, key: &str, opts: LogsOptions, mut responder: Responder) {
+    let info = match ask(shared, key, container::Output).await {
+        Ok(Ok(info)) => info,
+        Ok(Err(e)) | Err(e) => {
+            let _ = responder.fail(e).await;
+            return;
+        }
+    };
+    let mut reader = match LogReader::open(&info.log) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = responder
+                .fail(ApiError::internal(format!("read log: {e}")))
+                .await;
+            return;
+        }
+    };
+    let mut batch = reader.initial(&opts);
+    let mut running = info.running;
+    loop {
+        match batch {
+            Ok(chunks) => {
+                for c in chunks {
+                    if responder.send(Response::Log(c)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            Err(e) => {
+                let _ = responder
+                    .fail(ApiError::internal(format!("read log: {e}")))
+                    .await;
+                return;
+            }
+        }
+        if !opts.follow || !running {
+            break;
+        }
+        tokio::time::sleep(FOLLOW_INTERVAL).await;
+        running = match ask(shared, key, container::Output).await {
+            Ok(Ok(i)) => i.running,
+            _ => false,
+        };
+        reader.reopen_if_missing(&info.log);
+        // Read once more after the container stopped, to catch its last words.
+        batch = reader.more(&opts);
+    }
+    let _ = responder.end().await;
+}
+
+/// Attaches the caller to the container's main process through its monitor; the session ends with
+/// the container's exit code.
+async fn attach(shared: &Shared, key: &str, opts: AttachOptions, responder: Responder) {
+    let prepared = async {
+        let (_, addr) = resolve(shared, key).await?;
+        let info = addr.send(container::Output).await.map_err(mailbox)??;
+        if !info.running {
+            return Err(ApiError::not_running(format!(
+                "you cannot attach to a stopped container {key}: start it first"
+            )));
+        }
+        let monitor = session::connect_main(&info.socket).await?;
+        if let (true, Some(size)) = (info.tty, opts.tty_size) {
+            let _ = session::resize_main(&info.socket, size).await;
+        }
+        Ok((addr, info, monitor))
+    };
+    let (addr, info, monitor) = match prepared.await {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = responder.fail(e).await;
+            return;
+        }
+    };
+    let header = session::attach_header(info.tty, &opts);
+    let Ok((send, recv)) = responder.into_raw(header).await else {
+        return;
+    };
+    let exit_code = async move {
+        match addr.send(container::Wait).await {
+            Ok(Ok(code)) => Some(code),
+            _ => None,
+        }
+    };
+    session::relay_attach(monitor, send, recv, opts, exit_code).await;
+}
+
+/// Runs a process in a running container and relays its stdio.
+async fn exec(shared: &Shared, key: &str, config: ExecConfig, responder: Responder) {
+    let info = match ask(shared, key, container::Output).await {
+        Ok(Ok(info)) if info.running => info,
+        Ok(Ok(_)) => {
+            let e = ApiError::not_running(format!("container {key} is not running"));
+            let _ = responder.fail(e).await;
+            return;
+        }
+        Ok(Err(e)) | Err(e) => {
+            let _ = responder.fail(e).await;
+            return;
+        }
+    };
+    if config.cmd.is_empty() {
+        let _ = responder
+            .fail(ApiError::invalid("exec needs a command"))
+            .await;
+        return;
+    }
+    let header = SessionHeader {
+        session: crate::names::random_hex(8),
+        tty: config.tty,
+        stdin: config.attach_stdin,
+    };
+    let session_id = header.session.clone();
+    let Ok((send, recv)) = responder.into_raw(header).await else {
+        return;
+    };
+    session::exec(shared, &info.id, config, &session_id, send, recv).await;
+}
