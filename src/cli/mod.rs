@@ -1,9 +1,31 @@
-//! Command-line front-end: parses arguments with clap and maps every failure to one line on stderr and
-//! a non-zero exit code.
+//! Command-line front-end: parses arguments with clap, runs the verb, and maps every failure to
+//! one line on stderr (`berth: <message>`) and Docker's exit codes: 125 when berth itself fails
+//! (bad flags included), 126 when the container's command cannot be invoked, 127 when it is
+//! not found, otherwise the container's own code.
+//!
+//! Client verbs connect to the controller named in `client.toml` (`--config`, `BERTH_CONFIG`,
+//! default `/var/lib/berth/client.toml`) and send it one protocol request each; `berth daemon`
+//! runs the controller and the local agent; `berth runtime` is the OCI runtime.
 
+mod client;
+mod containers;
+mod daemon;
+mod exec;
+mod images;
+mod logs;
+mod output;
+mod parse;
 mod runtime;
+mod system;
+mod volumes;
+
+use std::fmt;
+use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+
+/// Exit code of a failure of berth itself.
+pub const EXIT_BERTH: i32 = 125;
 
 #[derive(Parser)]
 #[command(
@@ -13,27 +35,263 @@ use clap::{Parser, Subcommand};
     propagate_version = true
 )]
 struct Cli {
+    /// Client configuration: the controller's address and this client's identity.
+    #[arg(long, global = true, env = "BERTH_CONFIG", value_name = "PATH")]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the controller and the local agent (a one-host cluster).
+    Daemon(daemon::DaemonArgs),
+    /// Create a container.
+    Create(containers::CreateCmd),
+    /// Create and start a container, attached unless -d.
+    Run(containers::RunCmd),
+    /// Start stopped containers.
+    Start(containers::StartCmd),
+    /// Stop running containers.
+    Stop(containers::StopCmd),
+    /// Send a signal to containers.
+    Kill(containers::KillCmd),
+    /// Remove containers.
+    Rm(containers::RmCmd),
+    /// Restart containers.
+    Restart(containers::StopCmd),
+    /// Freeze all processes of containers.
+    Pause(containers::NamesCmd),
+    /// Thaw containers.
+    Unpause(containers::NamesCmd),
+    /// List containers.
+    Ps(containers::PsCmd),
+    /// Details of containers in JSON.
+    Inspect(containers::InspectCmd),
+    /// Wait for containers to stop and print their exit codes.
+    Wait(containers::NamesCmd),
+    /// Processes of a container.
+    Top(containers::TopCmd),
+    /// Resource usage of containers.
+    Stats(containers::StatsCmd),
+    /// Filesystem changes of a container.
+    Diff(containers::DiffCmd),
+    /// Rename a container.
+    Rename(containers::RenameCmd),
+    /// Output of a container.
+    Logs(logs::LogsCmd),
+    /// Run a command in a running container.
+    Exec(exec::ExecCmd),
+    /// Attach to a container's stdio.
+    Attach(exec::AttachCmd),
+    /// Container management.
+    #[command(subcommand)]
+    Container(ContainerCommand),
+    /// Volume management.
+    #[command(subcommand)]
+    Volume(volumes::VolumeCommand),
+    /// Make an image from a root filesystem tarball.
+    Import(images::ImportCmd),
+    /// List images.
+    Images(images::ImagesCmd),
+    /// Cluster and node information.
+    Info(system::InfoCmd),
+    /// Client and server versions.
+    Version(system::VersionCmd),
     /// The OCI runtime, command for command compatible with runc.
     Runtime(runtime::RuntimeArgs),
 }
 
+#[derive(Subcommand)]
+enum ContainerCommand {
+    /// Remove all stopped containers.
+    Prune(containers::PruneCmd),
+}
+
+/// An error that carries its exit code (126/127 for a command that cannot run).
+#[derive(Debug)]
+pub struct Coded {
+    code: i32,
+    message: String,
+}
+
+impl Coded {
+    /// An error with `code`.
+    pub fn new(code: i32, message: impl Into<String>) -> Coded {
+        Coded {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Coded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Coded {}
+
+/// Prints an error as one line and returns its exit code.
+pub fn report_error(e: &anyhow::Error) -> i32 {
+    let text = format!("{e:#}");
+    let line = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ");
+    eprintln!("berth: {line}");
+    e.chain()
+        .find_map(|c| c.downcast_ref::<Coded>())
+        .map(|c| c.code)
+        .unwrap_or(EXIT_BERTH)
+}
+
+/// One line from a clap error: its message without the usage block.
+fn clap_line(e: &clap::Error) -> String {
+    let text = e.to_string();
+    let first = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("invalid arguments");
+    let msg = first.strip_prefix("error: ").unwrap_or(first);
+    format!("{msg} (see 'berth --help')")
+}
+
 /// Runs the CLI and returns the process exit code.
 pub fn main() -> i32 {
-    let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Runtime(args) => runtime::main(args),
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            return match e.kind() {
+                ErrorKind::DisplayHelp
+                | ErrorKind::DisplayVersion
+                | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                    let _ = e.print();
+                    0
+                }
+                _ => {
+                    eprintln!("berth: {}", clap_line(&e));
+                    EXIT_BERTH
+                }
+            };
+        }
     };
+    let config = cli
+        .config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(client::DEFAULT_CONFIG));
+    match cli.command {
+        Command::Runtime(args) => legacy(runtime::main(args)),
+        Command::Daemon(args) => match daemon::main(args) {
+            Ok(code) => code,
+            Err(e) => report_error(&e),
+        },
+        other => run_client(config, other),
+    }
+}
+
+/// The runtime and shim keep runc's convention: errors exit 1.
+fn legacy(result: anyhow::Result<i32>) -> i32 {
     match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("berth: {e:#}");
             1
         }
+    }
+}
+
+fn run_client(config: PathBuf, cmd: Command) -> i32 {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("berth: cannot start the async runtime: {e}");
+            return EXIT_BERTH;
+        }
+    };
+    let result = rt.block_on(async move {
+        if let Command::Version(v) = cmd {
+            return system::version(client::Client::connect(&config).await, v).await;
+        }
+        let client = client::Client::connect(&config).await?;
+        let result = dispatch(&client, cmd).await;
+        client.close().await;
+        result
+    });
+    // Leave the stdin reader thread (if any) behind: the process is about to exit.
+    rt.shutdown_background();
+    match result {
+        Ok(code) => code,
+        Err(e) => report_error(&e),
+    }
+}
+
+async fn dispatch(client: &client::Client, cmd: Command) -> anyhow::Result<i32> {
+    match cmd {
+        Command::Create(c) => containers::create(client, c).await,
+        Command::Run(c) => containers::run(client, c).await,
+        Command::Start(c) => containers::start(client, c).await,
+        Command::Stop(c) => containers::stop(client, c).await,
+        Command::Kill(c) => containers::kill(client, c).await,
+        Command::Rm(c) => containers::rm(client, c).await,
+        Command::Restart(c) => containers::restart(client, c).await,
+        Command::Pause(c) => containers::pause(client, c).await,
+        Command::Unpause(c) => containers::unpause(client, c).await,
+        Command::Ps(c) => containers::ps(client, c).await,
+        Command::Inspect(c) => containers::inspect(client, c).await,
+        Command::Wait(c) => containers::wait(client, c).await,
+        Command::Top(c) => containers::top(client, c).await,
+        Command::Stats(c) => containers::stats(client, c).await,
+        Command::Diff(c) => containers::diff(client, c).await,
+        Command::Rename(c) => containers::rename(client, c).await,
+        Command::Logs(c) => logs::logs(client, c).await,
+        Command::Exec(c) => exec::exec(client, c).await,
+        Command::Attach(c) => exec::attach(client, c).await,
+        Command::Container(ContainerCommand::Prune(c)) => containers::prune(client, c).await,
+        Command::Volume(c) => volumes::main(client, c).await,
+        Command::Import(c) => images::import(client, c).await,
+        Command::Images(c) => images::images(client, c).await,
+        Command::Info(c) => system::info(client, c).await,
+        Command::Version(_) | Command::Daemon(_) | Command::Runtime(_) => {
+            Err(anyhow::anyhow!("internal: not a client verb"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn clap_errors_become_one_line() {
+        let e = match Cli::try_parse_from(["berth", "ps", "--bogus"]) {
+            Err(e) => e,
+            Ok(_) => panic!("--bogus parsed"),
+        };
+        let line = clap_line(&e);
+        assert!(!line.contains('\n'), "{line}");
+        assert!(line.contains("--bogus"), "{line}");
+    }
+
+    #[test]
+    fn run_takes_docker_flags() {
+        let cli = Cli::try_parse_from([
+            "berth", "run", "-it", "--rm", "-h", "box", "busybox", "sh", "-c", "exit 3",
+        ]);
+        assert!(cli.is_ok());
     }
 }

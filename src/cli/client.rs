@@ -1,0 +1,127 @@
+//! The CLI's connection to the controller: reads `client.toml`, dials with the admin identity
+//! (role client), and sends requests, turning wire errors into errors that keep their
+//! [`ApiError`] (so the exit code can follow its kind) and name the controller when it cannot
+//! be reached.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context, Result};
+use controller::ClientConfigFile;
+use protocol::messages::{ApiError, Hello, Request, Response, Role};
+use protocol::transport::{self, ResponseStream, TransportConfig, TransportError};
+use protocol::Peer;
+use quinn::{RecvStream, SendStream};
+
+/// Where `berth daemon` writes the client configuration by default.
+pub const DEFAULT_CONFIG: &str = "/var/lib/berth/client.toml";
+
+/// Bound on reaching the controller (QUIC + TLS + hello).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A connected client.
+pub struct Client {
+    /// The controller connection.
+    pub peer: Peer,
+    _endpoint: quinn::Endpoint,
+}
+
+/// Turns a transport error into an error for the user, keeping an [`ApiError`] intact.
+pub fn wire(e: TransportError) -> anyhow::Error {
+    match e {
+        TransportError::Api(api) => anyhow::Error::new(api),
+        TransportError::Connection(c) => anyhow!("lost the connection to the controller: {c}"),
+        other => anyhow!("{other}"),
+    }
+}
+
+/// The error for an answer of the wrong kind (a protocol bug, not a user mistake).
+pub fn unexpected(verb: &str, r: &Response) -> anyhow::Error {
+    let kind = format!("{r:?}");
+    let kind = kind
+        .split(['(', ' ', '{'])
+        .next()
+        .unwrap_or("?")
+        .to_string();
+    anyhow!("unexpected answer to {verb} from the controller: {kind}")
+}
+
+impl Client {
+    /// Reads the configuration at `path` and connects.
+    pub async fn connect(path: &Path) -> Result<Client> {
+        let cfg = ClientConfigFile::load(path).map_err(|e| match e {
+            controller::BootstrapError::Io { source, .. }
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                anyhow!(
+                    "client configuration {} not found: is `berth daemon` running? (pass --config or set BERTH_CONFIG)",
+                    path.display()
+                )
+            }
+            other => anyhow!("cannot read client configuration: {other}"),
+        })?;
+        let addr = cfg
+            .controller_addr(path)
+            .map_err(|e| anyhow!("cannot read client configuration: {e}"))?;
+        let identity = cfg.identity().with_context(|| {
+            format!(
+                "cannot load the client identity named in {}",
+                path.display()
+            )
+        })?;
+        let me = identity
+            .cert_identity()
+            .context("the client certificate is not a berth certificate")?;
+        let tls = protocol::tls::client_config(&identity).context("client TLS configuration")?;
+        let tcfg = TransportConfig {
+            handshake_timeout: CONNECT_TIMEOUT,
+            ..TransportConfig::default()
+        };
+        let endpoint = transport::client_endpoint(tls, &tcfg).context("client endpoint")?;
+        let hello = Hello::new(Role::Client, me.name);
+        let connecting = Peer::connect(&endpoint, addr, &cfg.server_name, &hello, &tcfg);
+        let peer = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+            Ok(Ok(p)) => p,
+            Ok(Err(e)) => {
+                return Err(anyhow!(
+                    "cannot connect to the berth controller at {addr}: {e} (is `berth daemon` running?)"
+                ))
+            }
+            Err(_) => {
+                return Err(anyhow!(
+                    "cannot connect to the berth controller at {addr}: timed out (is `berth daemon` running?)"
+                ))
+            }
+        };
+        Ok(Client {
+            peer,
+            _endpoint: endpoint,
+        })
+    }
+
+    /// A request with a single answer.
+    pub async fn call(&self, req: &Request) -> Result<Response> {
+        self.peer.request(req).await.map_err(wire)
+    }
+
+    /// A request with a streamed answer.
+    pub async fn stream(&self, req: &Request) -> Result<ResponseStream> {
+        self.peer.request_stream(req).await.map_err(wire)
+    }
+
+    /// An exec/attach request: the session header and the raw halves.
+    pub async fn raw(&self, req: &Request) -> Result<(Response, SendStream, RecvStream)> {
+        self.peer.request_raw(req).await.map_err(wire)
+    }
+
+    /// Closes the connection politely so the controller sees a normal end.
+    pub async fn close(self) {
+        self.peer.close("done");
+        let _ = tokio::time::timeout(Duration::from_millis(200), self._endpoint.wait_idle()).await;
+    }
+}
+
+/// The [`ApiError`] inside an error chain, if any.
+pub fn api_error(e: &anyhow::Error) -> Option<&ApiError> {
+    e.chain().find_map(|c| c.downcast_ref::<ApiError>())
+}
