@@ -14,7 +14,8 @@ use anyhow::{bail, Result};
 use clap::Args;
 use nix::sys::termios::{self, SetArg, Termios};
 use protocol::messages::{
-    AttachOptions, ExecConfig, Request, Response, SessionHeader, WaitCondition, WindowSize,
+    AttachOptions, ErrorKind, ExecConfig, Request, Response, SessionHeader, WaitCondition,
+    WindowSize,
 };
 use protocol::session::{read_output, OutputEvent};
 use protocol::Peer;
@@ -322,8 +323,52 @@ async fn wait_code(client: &Client, container: &str) -> Result<i32> {
     }
 }
 
-/// Attaches to `container` (before starting it when `start`), runs the session and returns the
-/// container's exit code (0 after a detach).
+fn is_not_running(e: &anyhow::Error) -> bool {
+    super::client::api_error(e).is_some_and(|a| a.kind == ErrorKind::NotRunning)
+}
+
+fn attach_request(container: &str, stdin: bool, logs: bool) -> Request {
+    Request::Attach {
+        container: container.to_string(),
+        options: AttachOptions {
+            stdin,
+            stdout: true,
+            stderr: true,
+            logs,
+            detach_keys: None,
+            tty_size: terminal_size(),
+        },
+    }
+}
+
+type Waiter = tokio::task::JoinHandle<Result<Response, protocol::TransportError>>;
+
+/// Asks for the exit code on a stream of its own right after the start, so it is known even if
+/// the container is gone (`--rm`) by the time the session ends.
+fn spawn_wait(client: &Client, container: &str) -> Waiter {
+    let peer = client.peer.clone();
+    let req = Request::Wait {
+        container: container.to_string(),
+        condition: WaitCondition::NotRunning,
+    };
+    tokio::spawn(async move { peer.request(&req).await })
+}
+
+async fn waited(client: &Client, container: &str, waiter: Option<Waiter>) -> Result<i32> {
+    if let Some(w) = waiter {
+        if let Ok(Ok(Response::Exited { exit_code: c, .. })) = w.await {
+            return Ok(exit_code(c));
+        }
+    }
+    wait_code(client, container).await
+}
+
+/// Attaches to `container` and returns its exit code (0 after a detach). With `start`, Docker's
+/// order is tried first (attach to the created container, then start it, so no output is
+/// missed). A node that only attaches to running containers gets start, then: without stdin,
+/// `logs -f` of the whole log (every byte, per stream, ends when the container stops); with
+/// stdin, an attach that replays the output so far (`logs: true`), or the log if the container
+/// already exited.
 pub async fn attach_and_wait(
     client: &Client,
     container: &str,
@@ -331,29 +376,52 @@ pub async fn attach_and_wait(
     keys: Vec<u8>,
     start: bool,
 ) -> Result<i32> {
-    let req = Request::Attach {
-        container: container.to_string(),
-        options: AttachOptions {
-            stdin,
-            stdout: true,
-            stderr: true,
-            logs: false,
-            detach_keys: None,
-            tty_size: terminal_size(),
-        },
+    let mut waiter = None;
+    let session = if start {
+        match client.raw(&attach_request(container, stdin, false)).await {
+            Ok(s) => {
+                super::containers::start_container(client, container).await?;
+                waiter = Some(spawn_wait(client, container));
+                Some(s)
+            }
+            Err(e) if is_not_running(&e) => {
+                super::containers::start_container(client, container).await?;
+                waiter = Some(spawn_wait(client, container));
+                if !stdin {
+                    // Nothing to send: the log has every byte, in order, per stream.
+                    if let Err(e) = super::logs::follow_all(client, container).await {
+                        if !super::client::api_error(&e)
+                            .is_some_and(|a| a.kind == ErrorKind::NotFound)
+                        {
+                            return Err(e);
+                        }
+                    }
+                    return waited(client, container, waiter).await;
+                }
+                match client.raw(&attach_request(container, stdin, true)).await {
+                    Ok(s) => Some(s),
+                    Err(e) if is_not_running(&e) => None,
+                    Err(e) => return Err(e),
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    } else {
+        Some(client.raw(&attach_request(container, stdin, false)).await?)
     };
-    let (header, send, recv) = client.raw(&req).await?;
+    let Some((header, send, recv)) = session else {
+        // Exited before we could attach: its whole output is in the log.
+        super::logs::print_all(client, container).await?;
+        return waited(client, container, waiter).await;
+    };
     let header = match header {
         Response::Session(h) => h,
         other => return Err(unexpected("attach", &other)),
     };
-    if start {
-        super::containers::start_container(client, container).await?;
-    }
     match drive(client, container, header, send, recv, stdin, keys).await? {
         SessionEnd::Exit(c) => Ok(exit_code(c)),
         SessionEnd::Detached => Ok(0),
-        SessionEnd::Ended => wait_code(client, container).await,
+        SessionEnd::Ended => waited(client, container, waiter).await,
     }
 }
 

@@ -65,6 +65,65 @@ pub fn stamp_lines(data: &[u8], stamp: &str, at_line_start: &mut bool) -> Vec<u8
     out
 }
 
+/// Streams a container's log to stdout/stderr; `timestamps` prefixes every line.
+async fn stream_logs(
+    client: &Client,
+    container: &str,
+    options: LogsOptions,
+    timestamps: bool,
+) -> Result<()> {
+    let mut stream = client
+        .stream(&Request::Logs {
+            container: container.to_string(),
+            options,
+        })
+        .await?;
+    let (mut out_start, mut err_start) = (true, true);
+    while let Some(item) = stream.recv().await {
+        match item.map_err(wire)? {
+            Response::Log(chunk) => {
+                let (at_start, is_err) = match chunk.stream {
+                    OutputStream::Stderr => (&mut err_start, true),
+                    _ => (&mut out_start, false),
+                };
+                let data = if timestamps {
+                    stamp_lines(&chunk.data, &rfc3339_nanos(chunk.timestamp), at_start)
+                } else {
+                    chunk.data
+                };
+                let written = if is_err {
+                    let mut e = std::io::stderr().lock();
+                    e.write_all(&data).and_then(|_| e.flush())
+                } else {
+                    let mut o = std::io::stdout().lock();
+                    o.write_all(&data).and_then(|_| o.flush())
+                };
+                if written.is_err() {
+                    // The reader went away (`logs | head`): stop quietly.
+                    return Ok(());
+                }
+            }
+            other => return Err(unexpected("logs", &other)),
+        }
+    }
+    Ok(())
+}
+
+/// Prints everything a container wrote (for `run` of a container that exited before the
+/// attach).
+pub async fn print_all(client: &Client, container: &str) -> Result<()> {
+    stream_logs(client, container, LogsOptions::default(), false).await
+}
+
+/// Prints a container's whole log and follows it until the container stops.
+pub async fn follow_all(client: &Client, container: &str) -> Result<()> {
+    let options = LogsOptions {
+        follow: true,
+        ..LogsOptions::default()
+    };
+    stream_logs(client, container, options, false).await
+}
+
 /// `berth logs`.
 pub async fn logs(client: &Client, cmd: LogsCmd) -> Result<i32> {
     let now = SystemTime::now();
@@ -85,40 +144,7 @@ pub async fn logs(client: &Client, cmd: LogsCmd) -> Result<i32> {
         stdout: true,
         stderr: true,
     };
-    let mut stream = client
-        .stream(&Request::Logs {
-            container: cmd.container.clone(),
-            options,
-        })
-        .await?;
-    let (mut out_start, mut err_start) = (true, true);
-    while let Some(item) = stream.recv().await {
-        match item.map_err(wire)? {
-            Response::Log(chunk) => {
-                let (at_start, is_err) = match chunk.stream {
-                    OutputStream::Stderr => (&mut err_start, true),
-                    _ => (&mut out_start, false),
-                };
-                let data = if cmd.timestamps {
-                    stamp_lines(&chunk.data, &rfc3339_nanos(chunk.timestamp), at_start)
-                } else {
-                    chunk.data
-                };
-                let written = if is_err {
-                    let mut e = std::io::stderr().lock();
-                    e.write_all(&data).and_then(|_| e.flush())
-                } else {
-                    let mut o = std::io::stdout().lock();
-                    o.write_all(&data).and_then(|_| o.flush())
-                };
-                if written.is_err() {
-                    // The reader went away (`logs | head`): stop quietly.
-                    return Ok(0);
-                }
-            }
-            other => return Err(unexpected("logs", &other)),
-        }
-    }
+    stream_logs(client, &cmd.container, options, cmd.timestamps).await?;
     Ok(0)
 }
 
