@@ -29,6 +29,8 @@ pub enum Error {
     Unsupported(String),
     #[error("container init: {0}")]
     Init(String),
+    #[error("exec in container {id}: {reason}")]
+    Exec { id: String, reason: String },
     #[error("{context}: {source}")]
     Io {
         context: String,

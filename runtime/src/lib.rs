@@ -9,6 +9,7 @@ pub mod defaults;
 pub mod error;
 pub mod image;
 mod init;
+pub mod monitor;
 pub mod proc;
 pub mod safe_path;
 pub mod seccomp;

@@ -16,6 +16,7 @@ mod logs;
 mod output;
 mod parse;
 mod runtime;
+mod shim;
 mod system;
 mod volumes;
 
@@ -100,6 +101,9 @@ enum Command {
     Version(system::VersionCmd),
     /// The OCI runtime, command for command compatible with runc.
     Runtime(runtime::RuntimeArgs),
+    /// The per-container monitor the agent starts (internal).
+    #[command(hide = true)]
+    Shim(shim::ShimArgs),
 }
 
 #[derive(Subcommand)]
@@ -187,6 +191,7 @@ pub fn main() -> i32 {
         .unwrap_or_else(|| PathBuf::from(client::DEFAULT_CONFIG));
     match cli.command {
         Command::Runtime(args) => legacy(runtime::main(args)),
+        Command::Shim(args) => legacy(shim::main(args)),
         Command::Daemon(args) => match daemon::main(args) {
             Ok(code) => code,
             Err(e) => report_error(&e),
@@ -260,7 +265,7 @@ async fn dispatch(client: &client::Client, cmd: Command) -> anyhow::Result<i32> 
         Command::Import(c) => images::import(client, c).await,
         Command::Images(c) => images::images(client, c).await,
         Command::Info(c) => system::info(client, c).await,
-        Command::Version(_) | Command::Daemon(_) | Command::Runtime(_) => {
+        Command::Version(_) | Command::Daemon(_) | Command::Runtime(_) | Command::Shim(_) => {
             Err(anyhow::anyhow!("internal: not a client verb"))
         }
     }

@@ -59,6 +59,42 @@ struct CreateArgs {
     id: String,
 }
 
+#[derive(Args)]
+struct ExecArgs {
+    /// Allocate a pseudo-terminal for the process.
+    #[arg(short, long)]
+    tty: bool,
+    /// Unix socket that receives the pty master (with --tty).
+    #[arg(long)]
+    console_socket: Option<PathBuf>,
+    /// Working directory inside the container.
+    #[arg(long)]
+    cwd: Option<PathBuf>,
+    /// Set an environment variable (KEY=VALUE; repeatable).
+    #[arg(short, long)]
+    env: Vec<String>,
+    /// UID[:GID] to run as.
+    #[arg(short, long)]
+    user: Option<String>,
+    /// Additional group ids (repeatable).
+    #[arg(short = 'g', long)]
+    additional_gids: Vec<u32>,
+    /// Return once the process runs instead of waiting for it.
+    #[arg(short, long)]
+    detach: bool,
+    /// File to write the process's host pid to.
+    #[arg(long)]
+    pid_file: Option<PathBuf>,
+    /// JSON file with an OCI process to run (replaces the container's process as the base).
+    #[arg(short, long)]
+    process: Option<PathBuf>,
+    /// Container id.
+    id: String,
+    /// Command and arguments (optional with --process).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum Format {
     Table,
@@ -124,6 +160,8 @@ enum RuntimeCommand {
         #[arg(short, long)]
         quiet: bool,
     },
+    /// Run a new process inside a running container; exit with its exit code.
+    Exec(ExecArgs),
     /// Freeze every process of a container.
     Pause { id: String },
     /// Thaw a paused container.
@@ -154,6 +192,7 @@ pub fn main(args: RuntimeArgs) -> Result<i32> {
             ps_args,
         } => ps(&rt, &id, format, &ps_args)?,
         RuntimeCommand::List { format, quiet } => list(&rt, format, quiet)?,
+        RuntimeCommand::Exec(e) => return exec(&rt, e),
         RuntimeCommand::Pause { id } => rt.pause(&id)?,
         RuntimeCommand::Resume { id } => rt.resume(&id)?,
     }
@@ -170,6 +209,36 @@ impl CreateArgs {
             preserve_fds: self.preserve_fds,
         }
     }
+}
+
+fn exec(rt: &Runtime, e: ExecArgs) -> Result<i32> {
+    use runtime::container::exec::{ExecOptions, ExecOutcome, ExecUser};
+    let process = match &e.process {
+        Some(path) => {
+            let data = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
+            Some(
+                serde_json::from_slice(&data)
+                    .with_context(|| format!("parse {}", path.display()))?,
+            )
+        }
+        None => None,
+    };
+    let opts = ExecOptions {
+        args: e.command,
+        env: e.env,
+        cwd: e.cwd,
+        user: e.user.as_deref().map(ExecUser::parse).transpose()?,
+        additional_gids: (!e.additional_gids.is_empty()).then_some(e.additional_gids),
+        tty: e.tty,
+        console_socket: e.console_socket,
+        detach: e.detach,
+        pid_file: e.pid_file,
+        process,
+    };
+    Ok(match rt.exec(&e.id, &opts)? {
+        ExecOutcome::Exited(code) => code,
+        ExecOutcome::Detached(_) => 0,
+    })
 }
 
 fn spec(bundle: &std::path::Path, rootless: bool) -> Result<()> {

@@ -192,7 +192,7 @@ impl Runtime {
 
 /// clone(2) with fork semantics (no new stack: the child continues on a copy of ours) plus the
 /// namespaces to create. The caller must be single-threaded.
-fn clone_init(flags: nix::sched::CloneFlags) -> Result<Pid> {
+pub(super) fn clone_init(flags: nix::sched::CloneFlags) -> Result<Pid> {
     // SAFETY: with a null stack clone behaves like fork; this process has one thread, so the child's
     // copy of the address space (allocator included) is consistent.
     let ret = unsafe {
@@ -215,7 +215,7 @@ fn clone_init(flags: nix::sched::CloneFlags) -> Result<Pid> {
 }
 
 /// Writes the pid file atomically, as runc does.
-fn write_pid_file(path: &std::path::Path, pid: Pid) -> Result<()> {
+pub(super) fn write_pid_file(path: &std::path::Path, pid: Pid) -> Result<()> {
     let tmp = path.with_extension("tmp-berth");
     std::fs::write(&tmp, pid.to_string())
         .and_then(|()| std::fs::rename(&tmp, path))

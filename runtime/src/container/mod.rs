@@ -2,6 +2,7 @@
 //! then wait). One file per operation; they share the state directory and the record kept there.
 
 mod create;
+pub mod exec;
 mod plan;
 mod run;
 

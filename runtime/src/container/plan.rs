@@ -8,13 +8,13 @@ use std::path::PathBuf;
 use nix::fcntl::OFlag;
 use nix::sched::CloneFlags;
 use nix::sys::stat::Mode;
-use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
 
 use crate::bundle::Bundle;
 use crate::error::{Error, Result};
 use crate::init::mounts::{self, MountPlan};
 use crate::init::security::{self, CapPlan};
-use crate::init::{ConsoleTarget, InitPlan, StartSignal};
+use crate::init::{ConsoleTarget, InitPlan, ProcessPlan, StartSignal};
 
 /// Namespaces to create with clone, and the pid namespace to join before it (joined by the parent,
 /// since a pid namespace applies to children).
@@ -111,27 +111,6 @@ pub fn build(
         Vec::new()
     };
 
-    let args = cstrings(process.args().as_deref().unwrap_or_default(), "argument")?;
-    let env_strings = process.env().clone().unwrap_or_default();
-    let path_env = env_strings
-        .iter()
-        .find_map(|e| e.strip_prefix("PATH="))
-        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
-        .to_owned();
-    let env = cstrings(&env_strings, "environment variable")?;
-
-    let user = process.user();
-    let caps = CapPlan::from_spec(process.capabilities().as_ref()).map_err(Error::Spec)?;
-    let seccomp = match linux.and_then(|l| l.seccomp().as_ref()) {
-        Some(profile) => Some(crate::seccomp::compile(profile)?),
-        None => None,
-    };
-    let rlimits = process
-        .rlimits()
-        .iter()
-        .flatten()
-        .map(|r| (security::rlimit_resource(r.typ()), r.soft(), r.hard()))
-        .collect();
     let sysctl = linux
         .and_then(|l| l.sysctl().as_ref())
         .into_iter()
@@ -189,6 +168,47 @@ pub fn build(
         domainname: spec.domainname().clone(),
         sysctl,
         oom_score_adj: process.oom_score_adj(),
+        process: process_plan(spec, process)?,
+        terminal,
+        console_size: process
+            .console_size()
+            .as_ref()
+            .map(|b| (b.height() as u16, b.width() as u16)),
+        console,
+        start,
+        preserve_fds,
+    };
+    Ok((plan, Namespaces { clone, join_pid }))
+}
+
+/// The program, identity, capabilities, rlimits and seccomp filter of `process` (the spec's own, or one
+/// given to `exec`), with the container-wide seccomp profile of `spec`.
+pub(super) fn process_plan(spec: &Spec, process: &Process) -> Result<ProcessPlan> {
+    let args = cstrings(process.args().as_deref().unwrap_or_default(), "argument")?;
+    if args.is_empty() {
+        return Err(Error::Spec("process.args must name a program".into()));
+    }
+    let env_strings = process.env().clone().unwrap_or_default();
+    let path_env = env_strings
+        .iter()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        .to_owned();
+    let env = cstrings(&env_strings, "environment variable")?;
+
+    let user = process.user();
+    let caps = CapPlan::from_spec(process.capabilities().as_ref()).map_err(Error::Spec)?;
+    let seccomp = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+        Some(profile) => Some(crate::seccomp::compile(profile)?),
+        None => None,
+    };
+    let rlimits = process
+        .rlimits()
+        .iter()
+        .flatten()
+        .map(|r| (security::rlimit_resource(r.typ()), r.soft(), r.hard()))
+        .collect();
+    Ok(ProcessPlan {
         rlimits,
         uid: user.uid(),
         gid: user.gid(),
@@ -201,16 +221,7 @@ pub fn build(
         env,
         path_env,
         cwd: process.cwd().clone(),
-        terminal,
-        console_size: process
-            .console_size()
-            .as_ref()
-            .map(|b| (b.height() as u16, b.width() as u16)),
-        console,
-        start,
-        preserve_fds,
-    };
-    Ok((plan, Namespaces { clone, join_pid }))
+    })
 }
 
 /// The cgroup path for a container: the spec's `cgroupsPath`, or `/berth/<id>`.

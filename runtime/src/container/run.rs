@@ -54,16 +54,7 @@ impl Runtime {
             launched.cleanup.disarm();
             return Ok(0);
         }
-        FORWARD_TO.store(pid.as_raw(), Ordering::Relaxed);
-        let handler = SigAction::new(
-            SigHandler::Handler(forward),
-            SaFlags::SA_RESTART,
-            SigSet::empty(),
-        );
-        for sig in FORWARDED {
-            // SAFETY: the handler only calls async-signal-safe functions.
-            let _ = unsafe { sigaction(sig, &handler) };
-        }
+        forward_signals(pid);
         launched
             .chan
             .send(&Msg::Start)
@@ -86,8 +77,23 @@ impl Runtime {
     }
 }
 
+/// Forwards the signals a foreground runtime receives to `pid` (`run` and `exec`), so that Ctrl-C and
+/// `kill` of the runtime reach the container process.
+pub(super) fn forward_signals(pid: Pid) {
+    FORWARD_TO.store(pid.as_raw(), Ordering::Relaxed);
+    let handler = SigAction::new(
+        SigHandler::Handler(forward),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    for sig in FORWARDED {
+        // SAFETY: the handler only calls async-signal-safe functions.
+        let _ = unsafe { sigaction(sig, &handler) };
+    }
+}
+
 /// Waits for the init and maps its status to a shell-style exit code.
-fn wait_exit(pid: Pid) -> Result<i32> {
+pub(super) fn wait_exit(pid: Pid) -> Result<i32> {
     loop {
         match waitpid(pid, None) {
             Ok(WaitStatus::Exited(_, code)) => return Ok(code),
@@ -100,7 +106,7 @@ fn wait_exit(pid: Pid) -> Result<i32> {
 
 /// Copies our stdin to the pty and the pty to our stdout (our terminal in raw mode meanwhile) until the
 /// container closes its side, then reaps it.
-fn relay_terminal(master: &OwnedFd, pid: Pid) -> Result<i32> {
+pub(super) fn relay_terminal(master: &OwnedFd, pid: Pid) -> Result<i32> {
     let stdin = std::io::stdin();
     let saved = termios::tcgetattr(stdin.as_fd()).ok();
     if let Some(orig) = &saved {

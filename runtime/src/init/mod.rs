@@ -39,6 +39,23 @@ pub enum ConsoleTarget {
     Parent,
 }
 
+/// The program and the identity it runs with: the part of the plan the init shares with `exec`, so that
+/// both apply rlimits, credentials, capabilities and seccomp by the same code in the same order.
+pub struct ProcessPlan {
+    pub rlimits: Vec<(libc::__rlimit_resource_t, u64, u64)>,
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<libc::gid_t>,
+    pub umask: u32,
+    pub caps: CapPlan,
+    pub no_new_privs: bool,
+    pub seccomp: Option<Filter>,
+    pub args: Vec<CString>,
+    pub env: Vec<CString>,
+    pub path_env: String,
+    pub cwd: PathBuf,
+}
+
 /// Everything the init needs, prepared before clone.
 pub struct InitPlan {
     pub rootfs: PathBuf,
@@ -58,18 +75,7 @@ pub struct InitPlan {
     pub domainname: Option<String>,
     pub sysctl: Vec<(PathBuf, String)>,
     pub oom_score_adj: Option<i32>,
-    pub rlimits: Vec<(libc::__rlimit_resource_t, u64, u64)>,
-    pub uid: u32,
-    pub gid: u32,
-    pub groups: Vec<libc::gid_t>,
-    pub umask: u32,
-    pub caps: CapPlan,
-    pub no_new_privs: bool,
-    pub seccomp: Option<Filter>,
-    pub args: Vec<CString>,
-    pub env: Vec<CString>,
-    pub path_env: String,
-    pub cwd: PathBuf,
+    pub process: ProcessPlan,
     pub terminal: bool,
     pub console_size: Option<(u16, u16)>,
     pub console: ConsoleTarget,
@@ -188,30 +194,51 @@ fn setup_and_exec(plan: &InitPlan, chan: &Channel) -> Result<Never, InitError> {
         let _ = nix::unistd::close(sock.as_raw_fd());
     }
 
-    security::set_rlimits(&plan.rlimits)?;
-    let program = find_program(plan)?;
-    enter_cwd(&plan.cwd)?;
+    let program = prepare_process(&plan.process)?;
 
     chan.send(&Msg::Ready).map_err(|e| err("report ready", e))?;
     wait_for_start(plan, chan)?;
 
-    if !plan.no_new_privs {
-        // Without no_new_privs the filter needs CAP_SYS_ADMIN, which the identity switch drops.
-        install_seccomp(plan)?;
-    }
-    security::apply_identity(&plan.caps, plan.uid, plan.gid, &plan.groups)?;
-    if plan.no_new_privs {
-        security::set_no_new_privs()?;
-        install_seccomp(plan)?;
-    }
-    // SAFETY: umask only sets the mask.
-    unsafe { libc::umask(plan.umask) };
-    let e = nix::unistd::execve(&program, &plan.args, &plan.env).unwrap_err();
-    Err(err(format_args!("exec {}", program.to_string_lossy()), e))
+    Err(exec_process(&plan.process, &program))
 }
 
-fn install_seccomp(plan: &InitPlan) -> Result<(), InitError> {
-    match &plan.seccomp {
+/// Applies the rlimits, resolves the program and enters the working directory: the steps whose
+/// failures should be reported before the process is released.
+pub(crate) fn prepare_process(p: &ProcessPlan) -> Result<CString, InitError> {
+    security::set_rlimits(&p.rlimits)?;
+    let program = find_program(p)?;
+    enter_cwd(&p.cwd)?;
+    Ok(program)
+}
+
+/// Installs seccomp, switches identity and capabilities, and execs `program`. Returns only on failure.
+pub(crate) fn exec_process(p: &ProcessPlan, program: &CString) -> InitError {
+    if let Err(e) = drop_privileges(p) {
+        return e;
+    }
+    // SAFETY: umask only sets the mask.
+    unsafe { libc::umask(p.umask) };
+    match nix::unistd::execve(program, &p.args, &p.env) {
+        Err(e) => err(format_args!("exec {}", program.to_string_lossy()), e),
+        Ok(never) => match never {},
+    }
+}
+
+fn drop_privileges(p: &ProcessPlan) -> Result<(), InitError> {
+    if !p.no_new_privs {
+        // Without no_new_privs the filter needs CAP_SYS_ADMIN, which the identity switch drops.
+        install_seccomp(p)?;
+    }
+    security::apply_identity(&p.caps, p.uid, p.gid, &p.groups)?;
+    if p.no_new_privs {
+        security::set_no_new_privs()?;
+        install_seccomp(p)?;
+    }
+    Ok(())
+}
+
+fn install_seccomp(p: &ProcessPlan) -> Result<(), InitError> {
+    match &p.seccomp {
         Some(f) => f.install().map_err(|e| err("seccomp", e)),
         None => Ok(()),
     }
@@ -228,9 +255,13 @@ fn close_inherited_fds(plan: &InitPlan, chan: &Channel) -> Result<(), InitError>
     if let StartSignal::ExecFifo(d) = &plan.start {
         keep.push(d.as_raw_fd());
     }
+    close_fds_from(3 + plan.preserve_fds.max(0), &mut keep)
+}
+
+/// Closes every fd from `from` up, except those in `keep` (which it sorts).
+pub(crate) fn close_fds_from(mut from: RawFd, keep: &mut [RawFd]) -> Result<(), InitError> {
     keep.sort_unstable();
-    let mut from = 3 + plan.preserve_fds.max(0);
-    for k in keep {
+    for &k in keep.iter() {
         if k < from {
             continue;
         }
@@ -253,7 +284,7 @@ fn close_range(first: RawFd, last: RawFd) -> Result<(), InitError> {
 
 /// Resolves the program inside the container the way execvp does, so a missing binary fails `create`
 /// with a clear error instead of a dead container.
-fn find_program(plan: &InitPlan) -> Result<CString, InitError> {
+fn find_program(plan: &ProcessPlan) -> Result<CString, InitError> {
     let arg0 = plan.args[0].to_string_lossy().into_owned();
     let check = |p: &Path| -> Result<bool, String> {
         match std::fs::metadata(p) {
