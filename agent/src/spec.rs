@@ -276,7 +276,7 @@ pub fn build(cfg: &ContainerConfig, inputs: &SpecInputs<'_>) -> Result<Spec, Spe
             "env": inputs.env,
             "cwd": inputs.cwd,
             "capabilities": {"bounding": cap_names, "effective": cap_names, "permitted": cap_names},
-            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1048576u64, "soft": 1048576u64}],
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": nofile_limit(), "soft": nofile_limit()}],
             "noNewPrivileges": false,
         },
         "root": {"path": inputs.rootfs, "readonly": cfg.read_only_rootfs},
@@ -292,6 +292,23 @@ pub fn build(cfg: &ContainerConfig, inputs: &SpecInputs<'_>) -> Result<Spec, Spe
         },
     });
     from_value(spec)
+}
+
+/// Docker's open-files limit (1048576), capped at what this daemon may grant: raising a hard limit
+/// needs CAP_SYS_RESOURCE, which not every host gives its root.
+fn nofile_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we pass.
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0;
+    let has_resource = caps::has_cap(None, caps::CapSet::Effective, caps::Capability::CAP_SYS_RESOURCE)
+        .unwrap_or(false);
+    match (ok, has_resource) {
+        (true, false) => lim.rlim_max.min(1_048_576),
+        _ => 1_048_576,
+    }
 }
 
 fn from_value(v: Value) -> Result<Spec, SpecError> {
