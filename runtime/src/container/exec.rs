@@ -109,6 +109,9 @@ struct ExecPlan {
 
 impl Runtime {
     /// Runs a new process in a running container (`runc exec`).
+    ///
+    /// The calling process joins the container's pid namespace for its children and clones: call it
+    /// from a single-threaded process (the CLI); a daemon runs `berth runtime exec` instead.
     pub fn exec(&self, id: &str, opts: &ExecOptions) -> Result<ExecOutcome> {
         let dir = self.dir(id)?;
         let record = dir.load()?;
