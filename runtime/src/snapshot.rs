@@ -128,6 +128,9 @@ impl Snapshot {
             lowers.push(dir.join("empty"));
         }
         fs::create_dir_all(dir).map_err(|e| SnapshotError::io(dir, "create", e))?;
+        // merged/ exposes the image's setuid binaries: no host user may reach it.
+        fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .map_err(|e| SnapshotError::io(dir, "chmod", e))?;
         for d in dirs {
             match fs::create_dir(dir.join(d)) {
                 Ok(()) => {}

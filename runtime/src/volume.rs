@@ -105,6 +105,9 @@ impl VolumeStore {
         let dir = root.as_ref().join("volumes");
         fs::create_dir_all(&dir)
             .map_err(|e| VolumeError::io("store", format!("create {}", dir.display()), e))?;
+        // Volume data may hold setuid binaries copied from images: no host user may reach it.
+        fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .map_err(|e| VolumeError::io("store", format!("chmod {}", dir.display()), e))?;
         let rd = fs::read_dir(&dir)
             .map_err(|e| VolumeError::io("store", format!("read {}", dir.display()), e))?;
         for ent in rd.flatten() {

@@ -66,7 +66,9 @@ impl<R: BufRead> Decoder<R> {
     pub(crate) fn new(compression: Compression, input: R) -> io::Result<Decoder<R>> {
         Ok(match compression {
             Compression::None => Decoder::Plain(input),
-            Compression::Gzip => Decoder::Gzip(Box::new(flate2::bufread::MultiGzDecoder::new(input))),
+            Compression::Gzip => {
+                Decoder::Gzip(Box::new(flate2::bufread::MultiGzDecoder::new(input)))
+            }
             Compression::Zstd => Decoder::Zstd(zstd::stream::read::Decoder::with_buffer(input)?),
         })
     }

@@ -37,6 +37,104 @@ pub struct ImportConfig {
     pub created: Option<SystemTime>,
 }
 
+impl ImportConfig {
+    /// Applies one `--change` instruction as `docker import -c` does: `CMD`, `ENTRYPOINT` (JSON
+    /// array or shell form), `ENV` and `LABEL` (`k=v …` or `k v`), `EXPOSE`, `VOLUME`, `USER`,
+    /// `WORKDIR`, `STOPSIGNAL`.
+    pub fn apply_change(&mut self, change: &str) -> Result<()> {
+        let bad = |why: &str| ImageError::Invalid(format!("invalid change {change:?}: {why}"));
+        let change = change.trim();
+        let (word, rest) = change
+            .split_once(char::is_whitespace)
+            .map(|(w, r)| (w, r.trim()))
+            .unwrap_or((change, ""));
+        if rest.is_empty() {
+            return Err(bad("the instruction needs an argument"));
+        }
+        match word.to_ascii_uppercase().as_str() {
+            "CMD" => self.cmd = Some(exec_or_shell(rest)),
+            "ENTRYPOINT" => self.entrypoint = Some(exec_or_shell(rest)),
+            "ENV" => {
+                for (k, v) in key_values(rest).map_err(&bad)? {
+                    self.env.retain(|e| e.split_once('=').map(|(ek, _)| ek) != Some(k.as_str()));
+                    self.env.push(format!("{k}={v}"));
+                }
+            }
+            "LABEL" => {
+                for (k, v) in key_values(rest).map_err(&bad)? {
+                    self.labels.insert(k, v);
+                }
+            }
+            "EXPOSE" => self
+                .exposed_ports
+                .extend(rest.split_whitespace().map(str::to_string)),
+            "VOLUME" => match serde_json::from_str::<Vec<String>>(rest) {
+                Ok(v) => self.volumes.extend(v),
+                Err(_) => self.volumes.extend(rest.split_whitespace().map(str::to_string)),
+            },
+            "USER" => self.user = Some(rest.to_string()),
+            "WORKDIR" => self.working_dir = Some(rest.to_string()),
+            "STOPSIGNAL" => self.stop_signal = Some(rest.to_string()),
+            other => {
+                return Err(bad(&format!(
+                    "{other} is not one of CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, STOPSIGNAL, USER, VOLUME, WORKDIR"
+                )))
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `["a","b"]` (exec form) or `a b` (shell form, run by `/bin/sh -c`).
+fn exec_or_shell(rest: &str) -> Vec<String> {
+    match serde_json::from_str::<Vec<String>>(rest) {
+        Ok(v) if rest.starts_with('[') => v,
+        _ => vec!["/bin/sh".into(), "-c".into(), rest.to_string()],
+    }
+}
+
+/// `k=v k2="v 2"` or the legacy `k v with spaces`.
+fn key_values(rest: &str) -> std::result::Result<Vec<(String, String)>, &'static str> {
+    let first = rest.split_whitespace().next().unwrap_or("");
+    if !first.contains('=') {
+        let (k, v) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+        return Ok(vec![(k.to_string(), v.trim().to_string())]);
+    }
+    let mut out = Vec::new();
+    let mut chars = rest.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        if chars.peek().is_none() {
+            return Ok(out);
+        }
+        let mut token = String::new();
+        let mut quote = None;
+        while let Some(c) = chars.next() {
+            match (quote, c) {
+                (None, '"' | '\'') => quote = Some(c),
+                (Some(q), c) if c == q => quote = None,
+                (_, '\\') => {
+                    if let Some(n) = chars.next() {
+                        token.push(n);
+                    }
+                }
+                (None, c) if c.is_whitespace() => break,
+                (_, c) => token.push(c),
+            }
+        }
+        if quote.is_some() {
+            return Err("unterminated quote");
+        }
+        let (k, v) = token.split_once('=').ok_or("expected key=value")?;
+        if k.is_empty() {
+            return Err("empty key");
+        }
+        out.push((k.to_string(), v.to_string()));
+    }
+}
+
 impl Store {
     /// Imports a root file system tarball (plain, gzip or zstd; detected) as a one-layer image named
     /// `reference`. The layer blob is stored exactly as received (no recompression); the config
@@ -53,6 +151,8 @@ impl Store {
                 "cannot import as a digest reference: {reference}"
             )));
         }
+        // Content written below is unreferenced until add_image: keep garbage collection out.
+        let _guard = self.write_guard()?;
         let layer = self.import_layer(reader, None, None)?;
         let created =
             humantime::format_rfc3339_nanos(changes.created.unwrap_or_else(SystemTime::now))
@@ -148,4 +248,43 @@ fn build_config(
         .history(vec![history])
         .build()
         .map_err(bad)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes_like_docker_import() {
+        let mut c = ImportConfig::default();
+        for ch in [
+            r#"CMD ["/bin/sh", "-c", "echo hi"]"#,
+            "ENTRYPOINT /init --flag",
+            r#"ENV A=1 B="two words" C=x\ y"#,
+            "env A 3",
+            r#"LABEL maintainer="me" version=1"#,
+            "EXPOSE 80 53/udp",
+            r#"VOLUME ["/data", "/logs"]"#,
+            "VOLUME /cache",
+            "USER 1000:1000",
+            "WORKDIR /srv",
+            "STOPSIGNAL SIGTERM",
+        ] {
+            c.apply_change(ch).unwrap();
+        }
+        assert_eq!(c.cmd.unwrap(), vec!["/bin/sh", "-c", "echo hi"]);
+        assert_eq!(c.entrypoint.unwrap(), vec!["/bin/sh", "-c", "/init --flag"]);
+        assert_eq!(c.env, vec!["B=two words", "C=x y", "A=3"]);
+        assert_eq!(c.labels.get("maintainer").map(String::as_str), Some("me"));
+        assert_eq!(c.exposed_ports, vec!["80", "53/udp"]);
+        assert_eq!(c.volumes, vec!["/data", "/logs", "/cache"]);
+        assert_eq!(c.user.as_deref(), Some("1000:1000"));
+        assert_eq!(c.working_dir.as_deref(), Some("/srv"));
+        assert_eq!(c.stop_signal.as_deref(), Some("SIGTERM"));
+        let mut c = ImportConfig::default();
+        for bad in ["ONBUILD RUN x", "CMD", "ENV A=\"open", "FROM x"] {
+            let e = c.apply_change(bad).unwrap_err().to_string();
+            assert!(e.starts_with("invalid change"), "{e}");
+        }
+    }
 }

@@ -19,7 +19,9 @@ pub use digest::{Digest, HashingReader};
 pub use error::{ImageError, Result};
 pub use import::{ImportConfig, DEFAULT_PATH};
 pub use reference::{Reference, DEFAULT_DOMAIN, DEFAULT_TAG};
-pub use store::{BlobInfo, Image, ImageSummary, LayerImport, LayerInfo, RemoveReport, Store};
+pub use store::{
+    BlobInfo, Image, ImageSummary, LayerImport, LayerInfo, RemoveReport, Store, WriteGuard,
+};
 pub use unpack::{unpack_layer, UnpackStats};
 
 #[cfg(test)]

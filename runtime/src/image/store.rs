@@ -20,6 +20,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -175,6 +176,11 @@ impl Index {
     }
 }
 
+/// While alive, no image removal deletes content (see [`Store::write_guard`]).
+pub struct WriteGuard {
+    _lock: FileLock,
+}
+
 /// A blob being written to blobs/tmp/, deleted unless committed.
 struct TempBlob {
     path: PathBuf,
@@ -235,6 +241,11 @@ impl Store {
         for dir in [&store.blobs, &store.blob_tmp, &store.layers, &store.images] {
             fs::create_dir_all(dir)
                 .map_err(|e| ImageError::io(format!("create {}", dir.display()), e))?;
+        }
+        // Layers hold images' setuid binaries and device nodes: no host user may reach them.
+        for dir in [&store.root.join("blobs"), &store.layers] {
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+                .map_err(|e| ImageError::io(format!("chmod {}", dir.display()), e))?;
         }
         if let Some(_gc) = FileLock::try_exclusive(&store.images.join(GC_LOCK))
             .map_err(|e| ImageError::io("lock the image store", e))?
@@ -377,6 +388,14 @@ impl Store {
         })?;
         serde_json::from_slice(&bytes)
             .map_err(|e| ImageError::corrupt(format!("layer {chain_id} meta.json"), e))
+    }
+
+    /// Holds off garbage collection while a multi-step writer (a pull: layers, then config, then
+    /// [`Store::add_image`]) adds content that no image references yet. Drop it when done.
+    pub fn write_guard(&self) -> Result<WriteGuard> {
+        Ok(WriteGuard {
+            _lock: self.gc_shared()?,
+        })
     }
 
     fn gc_shared(&self) -> Result<FileLock> {

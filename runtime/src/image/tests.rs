@@ -999,3 +999,206 @@ fn expected_digest_mismatch_is_refused() {
             != 0
     );
 }
+
+/// A deterministic xorshift generator for benchmark content.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// Bytes that compress about like executables (~2.5-3x with gzip).
+    fn fill(&mut self, dict: &[u64], out: &mut Vec<u8>, len: usize) {
+        out.clear();
+        while out.len() < len {
+            let r = self.next();
+            let word = if r & 1 == 0 {
+                dict[(r >> 8) as usize % dict.len()]
+            } else {
+                self.next() & 0x3f3f_3f3f_3f3f_3f3f
+            };
+            out.extend_from_slice(&word.to_le_bytes());
+        }
+        out.truncate(len);
+    }
+}
+
+/// A ~200 MB layer shaped like a distribution image: 30 large files (120 MB) and 20,000 small ones
+/// (~80 MB) in 400 directories, plus symlinks.
+fn write_bench_layer(path: &Path) -> (u64, u64) {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let dict: Vec<u64> = (0..256).map(|_| rng.next()).collect();
+    let f = std::io::BufWriter::with_capacity(1 << 20, fs::File::create(path).unwrap());
+    let mut b = tar::Builder::new(f);
+    let mut buf = Vec::new();
+    let (mut files, mut bytes) = (0u64, 0u64);
+    for d in 0..400 {
+        let mut h = header(EntryType::Directory, 0o755, 0, 0);
+        b.append_data(&mut h, format!("usr/share/d{d:03}/"), &[][..])
+            .unwrap();
+        for i in 0..50 {
+            let len = (rng.next() % 8192) as usize;
+            rng.fill(&dict, &mut buf, len);
+            let mut h = header(EntryType::Regular, 0o644, 0, 0);
+            h.set_size(len as u64);
+            b.append_data(&mut h, format!("usr/share/d{d:03}/f{i:02}"), &buf[..])
+                .unwrap();
+            files += 1;
+            bytes += len as u64;
+        }
+        let mut h = header(EntryType::Symlink, 0o777, 0, 0);
+        b.append_link(&mut h, format!("usr/share/d{d:03}/link"), "f00")
+            .unwrap();
+    }
+    let mut h = header(EntryType::Directory, 0o755, 0, 0);
+    b.append_data(&mut h, "usr/bin/", &[][..]).unwrap();
+    for i in 0..30 {
+        let len = 4 << 20;
+        rng.fill(&dict, &mut buf, len);
+        let mut h = header(EntryType::Regular, 0o755, 0, 0);
+        h.set_size(len as u64);
+        b.append_data(&mut h, format!("usr/bin/big{i:02}"), &buf[..])
+            .unwrap();
+        files += 1;
+        bytes += len as u64;
+    }
+    b.into_inner().unwrap().flush().unwrap();
+    (files, bytes)
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// Unpack throughput of a ~200 MB layer against tar(1) on the same file system. Run with:
+/// `cargo test -p runtime --lib bench_unpack -- --ignored --nocapture` (build the dependencies
+/// optimised: `--config 'profile.dev.package."*".opt-level=3'`).
+#[test]
+#[ignore]
+fn bench_unpack_200mb_layer() {
+    let tmp = tempdir();
+    let tar_path = tmp.path().join("layer.tar");
+    let (files, content) = write_bench_layer(&tar_path);
+    let gz = tmp.path().join("layer.tar.gz");
+    let zst = tmp.path().join("layer.tar.zst");
+    assert!(Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "gzip -6 -c {0} > {1} && zstd -q -3 -c {0} > {2}",
+            tar_path.display(),
+            gz.display(),
+            zst.display()
+        ))
+        .status()
+        .unwrap()
+        .success());
+    let size = |p: &Path| fs::metadata(p).unwrap().len();
+    println!(
+        "layer: {files} files, {} MB content, tar {} MB, gzip {} MB, zstd {} MB",
+        content >> 20,
+        size(&tar_path) >> 20,
+        size(&gz) >> 20,
+        size(&zst) >> 20
+    );
+    let runs = 5;
+    let fresh = |name: &str| {
+        let d = tmp.path().join(name);
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir(&d).unwrap();
+        // Start each run with no dirty pages from the previous one.
+        // SAFETY: sync(2) has no arguments.
+        unsafe { libc::sync() };
+        d
+    };
+    let time_cmd = |cmd: String| {
+        let d = fresh("peer");
+        let t = std::time::Instant::now();
+        let ok = Command::new("sh")
+            .arg("-c")
+            .arg(cmd.replace("DEST", d.to_str().unwrap()))
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "{cmd}");
+        t.elapsed()
+    };
+    let variants = [
+        (
+            "plain",
+            &tar_path,
+            Compression::None,
+            format!("tar -xf {} -C DEST", tar_path.display()),
+            "tar -x",
+        ),
+        (
+            "gzip",
+            &gz,
+            Compression::Gzip,
+            format!("gzip -dc {} | tar -xf - -C DEST", gz.display()),
+            "gzip -dc | tar -x",
+        ),
+        (
+            "zstd",
+            &zst,
+            Compression::Zstd,
+            format!("zstd -q -dc {} | tar -xf - -C DEST", zst.display()),
+            "zstd -dc | tar -x",
+        ),
+    ];
+    let diff_hex = sha256_hex(&fs::read(&tar_path).unwrap());
+    // Interleaved runs, so that load from other users of the machine hits every variant alike.
+    let mut times: Vec<[Vec<Duration>; 3]> = variants.iter().map(|_| Default::default()).collect();
+    for _ in 0..runs {
+        for (i, (_, file, compression, peer, _)) in variants.iter().enumerate() {
+            let d = fresh("ours");
+            let t = std::time::Instant::now();
+            let input = std::io::BufReader::with_capacity(256 << 10, fs::File::open(file).unwrap());
+            let dec = super::compression::Decoder::new(*compression, input).unwrap();
+            let stats = unpack_layer(dec, &d).unwrap();
+            times[i][0].push(t.elapsed());
+            assert_eq!(stats.bytes, content);
+
+            let root = fresh("store");
+            let store = Store::open(&root).unwrap();
+            let t = std::time::Instant::now();
+            let l = store
+                .import_layer(fs::File::open(file).unwrap(), None, None)
+                .unwrap();
+            times[i][1].push(t.elapsed());
+            assert_eq!(l.diff_id.hex(), diff_hex);
+
+            times[i][2].push(time_cmd(peer.clone()));
+        }
+    }
+    let mut rows: Vec<(String, Duration, u64)> = Vec::new();
+    for ((label, _, _, _, peer_label), t) in variants.iter().zip(times) {
+        let [ours, imports, peers] = t;
+        rows.push((
+            format!("{label}: unpack_layer (decompress + unpack)"),
+            median(ours),
+            content,
+        ));
+        rows.push((
+            format!("{label}: Store::import_layer (+ sha256 x2, blob stored, fsync)"),
+            median(imports),
+            content,
+        ));
+        rows.push((format!("{label}: {peer_label}"), median(peers), content));
+    }
+    let _ = fs::remove_dir_all(tmp.path().join("ours"));
+    let _ = fs::remove_dir_all(tmp.path().join("peer"));
+    let _ = fs::remove_dir_all(tmp.path().join("store"));
+    println!("median of {runs} runs, MB/s of file content written:");
+    for (label, d, bytes) in rows {
+        println!(
+            "  {label:<72} {:>8.0} ms {:>7.0} MB/s",
+            d.as_secs_f64() * 1e3,
+            bytes as f64 / 1048576.0 / d.as_secs_f64()
+        );
+    }
+}
