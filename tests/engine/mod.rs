@@ -249,12 +249,13 @@ pub struct Daemon {
 impl Daemon {
     /// Starts a daemon on a fresh root and waits until `berth info` answers.
     pub fn start() -> Daemon {
+        // Short paths: unix sockets under the root must fit in sun_path (108 bytes).
         let tmp = tempfile::Builder::new()
-            .prefix("berth-engine-")
-            .tempdir()
+            .prefix("be-")
+            .tempdir_in("/tmp")
             .expect("create temp dir");
         let dir = tmp.path().canonicalize().expect("canonicalize");
-        let root = dir.join("root");
+        let root = dir.join("r");
         fs::create_dir_all(&root).expect("mkdir root");
         let mut d = Daemon {
             tmp: Some(tmp),
@@ -604,16 +605,23 @@ impl PtyProcess {
         let child = cmd.spawn().expect("spawn on pty");
         let output = Arc::new(Mutex::new(Vec::new()));
         let mut reader = master.try_clone().expect("dup master");
+        let mut answerer = master.try_clone().expect("dup master");
         let sink = output.clone();
         std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
             loop {
                 match reader.read(&mut buf) {
                     Ok(0) | Err(_) => break,
-                    Ok(n) => sink
-                        .lock()
-                        .expect("pty buffer")
-                        .extend_from_slice(&buf[..n]),
+                    Ok(n) => {
+                        // Answer cursor-position queries (ESC [ 6 n) as a terminal would: a
+                        // shell that asks (busybox ash does) waits for the reply.
+                        if buf[..n].windows(4).any(|w| w == b"\x1b[6n") {
+                            let _ = answerer.write_all(b"\x1b[1;1R");
+                        }
+                        sink.lock()
+                            .expect("pty buffer")
+                            .extend_from_slice(&buf[..n]);
+                    }
                 }
             }
         });
@@ -637,10 +645,17 @@ impl PtyProcess {
 
     /// Waits until the terminal shows `needle`.
     pub fn expect(&self, needle: &str) -> String {
-        poll(&format!("{needle:?} on the terminal"), WAIT_TIMEOUT, || {
+        let deadline = Instant::now() + WAIT_TIMEOUT;
+        loop {
             let s = self.screen();
-            s.contains(needle).then_some(s)
-        })
+            if s.contains(needle) {
+                return s;
+            }
+            if Instant::now() >= deadline {
+                panic!("timed out after {WAIT_TIMEOUT:?} waiting for {needle:?} on the terminal; screen:\n{s}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Sets the terminal's size (the CLI gets SIGWINCH).
