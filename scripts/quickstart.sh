@@ -18,10 +18,21 @@ cargo build --release --quiet
 berth=$PWD/target/release/berth
 
 work=$(mktemp -d /tmp/berth-quickstart.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+daemon_pid=
+cleanup() {
+    if [ -n "$daemon_pid" ]; then
+        "$berth" --config "$work/root/client.toml" rm -f quickstart >/dev/null 2>&1 || true
+        kill "$daemon_pid" 2>/dev/null || true
+        wait "$daemon_pid" 2>/dev/null || true
+    fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+# 1. The OCI runtime alone: a busybox bundle, run like runc would.
 mkdir -p "$work/bundle/rootfs/bin"
 cp /bin/busybox "$work/bundle/rootfs/bin/busybox"
-for applet in sh hostname id cat ls ps grep head; do
+for applet in sh hostname id cat ls ps grep head cut sleep date; do
     ln -s busybox "$work/bundle/rootfs/bin/$applet"
 done
 "$berth" runtime spec --bundle "$work/bundle"
@@ -31,10 +42,34 @@ path = sys.argv[1]
 spec = json.load(open(path))
 spec["process"]["terminal"] = False
 spec["process"]["args"] = ["sh", "-c",
-    'echo "hello from $(hostname), I am pid $$ as $(id -un 2>/dev/null || id -u)";'
+    'echo "hello from $(hostname), I am pid $$ as uid $(id -u)";'
     ' echo "processes I can see:"; ps;'
-    ' echo "CapEff: $(grep CapEff /proc/self/status | cut -f2)";'
-    ' echo "/proc/sys is $(grep " /proc/sys " /proc/self/mounts | cut -d" " -f4 | cut -d, -f1)"']
+    ' echo "CapEff: $(grep CapEff /proc/self/status | cut -f2)"']
 json.dump(spec, open(path, "w"), indent=2)
 PY
+echo "== berth runtime run (an OCI bundle, no daemon)"
 "$berth" runtime --root "$work/state" run --bundle "$work/bundle" "quickstart-$$"
+
+# 2. The engine: a daemon (controller + agent over QUIC/mTLS), an image made from the bundle's rootfs,
+#    and a container run, listed, logged, stopped and removed through it.
+"$berth" daemon --root "$work/root" --listen 127.0.0.1:0 2>"$work/daemon.log" &
+daemon_pid=$!
+export BERTH_CONFIG="$work/root/client.toml"
+for _ in $(seq 100); do
+    "$berth" info >/dev/null 2>&1 && break
+    sleep 0.1
+done
+tar -C "$work/bundle/rootfs" -cf "$work/busybox.tar" .
+echo "== berth import"
+"$berth" import "$work/busybox.tar" busybox:latest
+echo "== berth run -d"
+"$berth" run -d --name quickstart busybox sh -c 'while true; do echo "tick $(date +%T) from $(hostname)"; sleep 1; done'
+sleep 1.5
+echo "== berth ps"
+"$berth" ps
+echo "== berth logs"
+"$berth" logs quickstart
+echo "== berth stop / rm"
+"$berth" stop -t 1 quickstart
+"$berth" rm quickstart
+"$berth" ps -a

@@ -302,7 +302,7 @@ async fn attach(shared: &Shared, key: &str, opts: AttachOptions, responder: Resp
                 "you cannot attach to a stopped container {key}: start it first"
             )));
         }
-        let monitor = session::connect_main(&info.socket).await?;
+        let monitor = session::connect_main(&info.socket)?;
         if let (true, Some(size)) = (info.tty, opts.tty_size) {
             let _ = session::resize_main(&info.socket, size).await;
         }

@@ -62,10 +62,16 @@ fn frame(kind: u8, data: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Connects to a monitor's socket (a local unix socket: connecting does not block).
+fn connect(socket: &Path) -> std::io::Result<UnixStream> {
+    let s = runtime::unix_socket::connect(socket)?;
+    s.set_nonblocking(true)?;
+    UnixStream::from_std(s)
+}
+
 /// Sends a resize to the monitor of a container with a terminal.
 pub async fn resize_main(socket: &Path, size: WindowSize) -> Result<(), ApiError> {
-    let mut s = UnixStream::connect(socket)
-        .await
+    let mut s = connect(socket)
         .map_err(|e| ApiError::not_running(format!("container is not running: {e}")))?;
     let mut payload = Vec::with_capacity(4);
     payload.extend_from_slice(&size.rows.to_be_bytes());
@@ -76,10 +82,8 @@ pub async fn resize_main(socket: &Path, size: WindowSize) -> Result<(), ApiError
 }
 
 /// Connects to the container's monitor for `attach`.
-pub async fn connect_main(socket: &Path) -> Result<UnixStream, ApiError> {
-    UnixStream::connect(socket)
-        .await
-        .map_err(|e| ApiError::not_running(format!("cannot attach: {e}")))
+pub fn connect_main(socket: &Path) -> Result<UnixStream, ApiError> {
+    connect(socket).map_err(|e| ApiError::not_running(format!("cannot attach: {e}")))
 }
 
 /// The header of an attach session.

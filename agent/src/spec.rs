@@ -303,8 +303,12 @@ fn nofile_limit() -> u64 {
     };
     // SAFETY: getrlimit writes into the struct we pass.
     let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0;
-    let has_resource = caps::has_cap(None, caps::CapSet::Effective, caps::Capability::CAP_SYS_RESOURCE)
-        .unwrap_or(false);
+    let has_resource = caps::has_cap(
+        None,
+        caps::CapSet::Effective,
+        caps::Capability::CAP_SYS_RESOURCE,
+    )
+    .unwrap_or(false);
     match (ok, has_resource) {
         (true, false) => lim.rlim_max.min(1_048_576),
         _ => 1_048_576,

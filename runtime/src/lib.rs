@@ -13,11 +13,12 @@ pub mod monitor;
 pub mod proc;
 pub mod safe_path;
 pub mod seccomp;
-pub mod snapshot;
 pub mod signal;
+pub mod snapshot;
 pub mod state;
-pub mod volume;
 mod sync;
+pub mod unix_socket;
+pub mod volume;
 
 pub use container::{CreateOptions, Runtime};
 pub use error::{Error, Result};

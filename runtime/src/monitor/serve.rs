@@ -606,7 +606,7 @@ fn bind(path: &Path) -> Result<UnixListener, MonitorError> {
                 path.display()
             )));
         }
-        if UnixStream::connect(path).is_ok() {
+        if crate::unix_socket::connect(path).is_ok() {
             return Err(MonitorError::Config(format!(
                 "attach socket {} is in use by another monitor",
                 path.display()
@@ -614,7 +614,7 @@ fn bind(path: &Path) -> Result<UnixListener, MonitorError> {
         }
         let _ = std::fs::remove_file(path);
     }
-    let listener = UnixListener::bind(path)
+    let listener = crate::unix_socket::bind(path)
         .map_err(|e| MonitorError::io(format!("bind {}", path.display()), e))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
         .map_err(|e| MonitorError::io(format!("chmod {}", path.display()), e))?;
