@@ -19,6 +19,9 @@ pub const DEFAULT_CONFIG: &str = "/var/lib/berth/client.toml";
 /// Bound on reaching the controller (QUIC + TLS + hello).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long the CLI lets the endpoint send its close packet before exiting.
+const CLOSE_FLUSH: Duration = Duration::from_millis(2);
+
 /// A connected client.
 pub struct Client {
     /// The controller connection.
@@ -114,10 +117,12 @@ impl Client {
         self.peer.request_raw(req).await.map_err(wire)
     }
 
-    /// Closes the connection politely so the controller sees a normal end.
+    /// Closes the connection so the controller sees a normal end at once. Only the close
+    /// packet's departure is waited for (briefly), not the draining period: a CLI run must not
+    /// pay tens of milliseconds to say goodbye.
     pub async fn close(self) {
         self.peer.close("done");
-        let _ = tokio::time::timeout(Duration::from_millis(200), self._endpoint.wait_idle()).await;
+        let _ = tokio::time::timeout(CLOSE_FLUSH, self._endpoint.wait_idle()).await;
     }
 }
 
