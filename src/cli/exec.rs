@@ -327,6 +327,10 @@ fn is_not_running(e: &anyhow::Error) -> bool {
     super::client::api_error(e).is_some_and(|a| a.kind == ErrorKind::NotRunning)
 }
 
+fn is_not_found(e: &anyhow::Error) -> bool {
+    super::client::api_error(e).is_some_and(|a| a.kind == ErrorKind::NotFound)
+}
+
 fn attach_request(container: &str, stdin: bool, logs: bool) -> Request {
     Request::Attach {
         container: container.to_string(),
@@ -384,15 +388,15 @@ pub async fn attach_and_wait(
                 waiter = Some(spawn_wait(client, container));
                 Some(s)
             }
-            Err(e) if is_not_running(&e) => {
+            // A node that cannot attach before the start says so (not running, or any other
+            // refusal); only an unknown container is final.
+            Err(e) if !is_not_found(&e) => {
                 super::containers::start_container(client, container).await?;
                 waiter = Some(spawn_wait(client, container));
                 if !stdin {
                     // Nothing to send: the log has every byte, in order, per stream.
                     if let Err(e) = super::logs::follow_all(client, container).await {
-                        if !super::client::api_error(&e)
-                            .is_some_and(|a| a.kind == ErrorKind::NotFound)
-                        {
+                        if !is_not_found(&e) {
                             return Err(e);
                         }
                     }
