@@ -137,15 +137,19 @@ fn run_it_is_a_real_terminal() {
     p.expect("24 80");
     p.resize(30, 100);
     // The resize travels on its own request; poll until the shell sees it.
-    poll(
-        "the new window size inside the container",
-        WAIT_TIMEOUT,
-        || {
-            p.send(b"stty size\r");
-            std::thread::sleep(std::time::Duration::from_millis(200));
-            p.screen().contains("30 100").then_some(())
-        },
-    );
+    let deadline = std::time::Instant::now() + WAIT_TIMEOUT;
+    loop {
+        p.send(b"stty size\r");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        if p.screen().contains("30 100") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new window size never reached the container; screen:\n{}",
+            p.screen()
+        );
+    }
     // Raw mode: Ctrl-C reaches the container's terminal (interrupting `sleep`), not the CLI.
     p.send(b"sleep 30\r");
     std::thread::sleep(std::time::Duration::from_millis(300));
