@@ -153,17 +153,21 @@ impl ContainerActor {
         });
     }
 
-    /// Starts the monitor (which starts the container) and records the outcome.
-    fn start_future(&mut self) -> ResponseActFuture<Self, Reply<()>> {
-        if let Err(e) = self.record.state.next(Event::Start, &self.record.name) {
-            return Box::pin(actix::fut::ready(Err(e.into())));
-        }
-        let _ = std::fs::remove_file(self.paths.exit_file());
+    /// The monitor, if one is alive for this container.
+    fn live_monitor(&self) -> Option<(i32, u64)> {
+        self.record.monitor.filter(|m| monitor::is_alive(*m))
+    }
+
+    /// Starts a monitor that sets the container up and holds it before exec.
+    fn launch_monitor(
+        &self,
+    ) -> impl std::future::Future<Output = Result<monitor::Started, String>> {
         let shared = self.shared.clone();
         let paths = self.paths.clone();
         let id = self.record.id.clone();
         let (tty, stdin) = (self.record.config.tty, self.record.config.open_stdin);
-        let launch = async move {
+        let _ = std::fs::remove_file(self.paths.exit_file());
+        async move {
             let runtime_root = shared.layout.runtime_root();
             monitor::launch(monitor::Launch {
                 berth: &shared.berth,
@@ -177,23 +181,49 @@ impl ContainerActor {
                 stdin,
             })
             .await
+        }
+    }
+
+    fn adopt_monitor(&mut self, started: monitor::Started, ctx: &mut Context<Self>) {
+        self.record.pid = Some(started.pid);
+        self.record.monitor = Some((started.monitor_pid, started.monitor_start));
+        self.watch(ctx);
+    }
+
+    /// Releases the held container (launching its monitor first if there is none) and records that
+    /// it runs.
+    fn start_future(&mut self) -> ResponseActFuture<Self, Reply<()>> {
+        if let Err(e) = self.record.state.next(Event::Start, &self.record.name) {
+            return Box::pin(actix::fut::ready(Err(e.into())));
+        }
+        let launch = match self.live_monitor() {
+            Some(_) => None,
+            None => Some(self.launch_monitor()),
+        };
+        let socket = self.paths.socket();
+        let work = async move {
+            let started = match launch {
+                Some(l) => Some(l.await?),
+                None => None,
+            };
+            monitor::release(&socket).await.map(|()| started)
         };
         Box::pin(
-            actix::fut::wrap_future::<_, Self>(launch).map(|res, act, ctx| {
+            actix::fut::wrap_future::<_, Self>(work).map(|res, act, ctx| {
                 let started = res.map_err(|e| {
                     ApiError::new(
                         protocol::messages::ErrorKind::Internal,
                         format!("cannot start container {}: {e}", act.record.name),
                     )
                 })?;
+                if let Some(started) = started {
+                    act.adopt_monitor(started, ctx);
+                }
                 act.transition(Event::Start)?;
-                act.record.pid = Some(started.pid);
-                act.record.monitor = Some((started.monitor_pid, started.monitor_start));
                 act.record.started_at = now_nanos();
                 act.record.manually_stopped = false;
                 act.record.oom_killed = false;
                 act.commit()?;
-                act.watch(ctx);
                 Ok(())
             }),
         )
@@ -245,6 +275,36 @@ impl Handler<Adopt> for ContainerActor {
     }
 }
 
+/// Sets a new container up under a held monitor, so an attach can connect before it starts. A
+/// failure is not fatal: the container stays created and `start` reports the problem.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Prepare;
+
+impl Handler<Prepare> for ContainerActor {
+    type Result = ResponseActFuture<Self, ()>;
+    fn handle(&mut self, _: Prepare, _: &mut Context<Self>) -> Self::Result {
+        if self.live_monitor().is_some() {
+            return Box::pin(actix::fut::ready(()));
+        }
+        Box::pin(
+            actix::fut::wrap_future::<_, Self>(self.launch_monitor()).map(
+                |res, act, ctx| match res {
+                    Ok(started) => {
+                        act.adopt_monitor(started, ctx);
+                        if let Err(e) = act.commit() {
+                            tracing::warn!(container = %act.record.short_id(), "{}", e.message);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::info!(container = %act.record.short_id(), "not prepared: {e}");
+                    }
+                },
+            ),
+        )
+    }
+}
+
 #[derive(Message)]
 #[rtype(result = "Reply<()>")]
 pub struct Start;
@@ -266,13 +326,13 @@ pub struct Stop {
 }
 
 impl Handler<Stop> for ContainerActor {
-    type Result = ResponseActFuture<Self, Reply<()>>;
+    type Result = ResponseFuture<Reply<()>>;
     fn handle(&mut self, msg: Stop, _: &mut Context<Self>) -> Self::Result {
         self.record.manually_stopped = true;
         if !self.record.state.is_running() {
             // Docker: stopping a stopped container succeeds.
             let r = self.commit();
-            return Box::pin(actix::fut::ready(r));
+            return Box::pin(async move { r });
         }
         let sig = msg.signal.unwrap_or_else(|| self.stop_signal());
         let timeout = msg
@@ -305,7 +365,7 @@ impl Handler<Stop> for ContainerActor {
                     ApiError::internal(format!("container {id} did not die after SIGKILL"))
                 })
         };
-        Box::pin(actix::fut::wrap_future(wait))
+        Box::pin(wait)
     }
 }
 
@@ -420,18 +480,21 @@ impl Handler<Remove> for ContainerActor {
 #[rtype(result = "Reply<i64>")]
 pub struct Wait;
 
+// Waiting futures are not tied to the actor's context (ResponseFuture), so an actor that stops right
+// after the exit (`--rm`) still delivers the exit code to its waiters.
 impl Handler<Wait> for ContainerActor {
-    type Result = ResponseActFuture<Self, Reply<i64>>;
+    type Result = ResponseFuture<Reply<i64>>;
     fn handle(&mut self, _: Wait, _: &mut Context<Self>) -> Self::Result {
         if self.record.state == State::Exited {
-            return Box::pin(actix::fut::ready(Ok(self.record.exit_code)));
+            let code = self.record.exit_code;
+            return Box::pin(async move { Ok(code) });
         }
         let (tx, rx) = oneshot::channel();
         self.exit_waiters.push(tx);
-        Box::pin(actix::fut::wrap_future(async move {
+        Box::pin(async move {
             rx.await
                 .map_err(|_| ApiError::not_found("container was removed while waiting"))
-        }))
+        })
     }
 }
 
@@ -463,6 +526,8 @@ pub struct OutputInfo {
     pub log: std::path::PathBuf,
     pub socket: std::path::PathBuf,
     pub running: bool,
+    /// Running, or created with its monitor holding it: an attach now misses nothing.
+    pub attachable: bool,
     pub tty: bool,
     pub id: String,
 }
@@ -478,6 +543,8 @@ impl Handler<Output> for ContainerActor {
             log: self.paths.log(),
             socket: self.paths.socket(),
             running: self.record.state.is_running(),
+            attachable: self.record.state.is_running()
+                || (self.record.state == State::Created && self.live_monitor().is_some()),
             tty: self.record.config.tty,
             id: self.record.id.clone(),
         })

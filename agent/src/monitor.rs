@@ -77,6 +77,8 @@ pub async fn launch(l: Launch<'_>) -> Result<Started, String> {
     if l.stdin {
         cmd.arg("--stdin");
     }
+    // Always held: the program execs only on `release`, after any attach has connected.
+    cmd.arg("--hold");
     cmd.stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::inherit())
@@ -105,6 +107,37 @@ pub async fn launch(l: Launch<'_>) -> Result<Started, String> {
         monitor_pid,
         monitor_start,
     })
+}
+
+/// Lets a held container exec its program (the monitor's START frame) and waits for the answer.
+pub async fn release(socket: &Path) -> Result<(), String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const START: u8 = 5;
+    let s = runtime::unix_socket::connect(socket).map_err(|e| format!("reach monitor: {e}"))?;
+    s.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let mut s = tokio::net::UnixStream::from_std(s).map_err(|e| e.to_string())?;
+    s.write_all(&[START, 0, 0, 0, 0, 0, 0, 0])
+        .await
+        .map_err(|e| format!("start: {e}"))?;
+    // Skip output frames that may arrive first; the answer is the START frame.
+    let mut header = [0u8; 8];
+    loop {
+        s.read_exact(&mut header)
+            .await
+            .map_err(|_| "the container exited before it could start".to_string())?;
+        let len = u32::from_be_bytes([header[4], header[5], header[6], header[7]]) as usize;
+        let mut payload = vec![0u8; len];
+        s.read_exact(&mut payload)
+            .await
+            .map_err(|e| e.to_string())?;
+        if header[0] == START {
+            return if payload.is_empty() {
+                Ok(())
+            } else {
+                Err(String::from_utf8_lossy(&payload).into_owned())
+            };
+        }
+    }
 }
 
 /// Whether the monitor `(pid, start time)` is still alive (used when re-adopting after a restart).

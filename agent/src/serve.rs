@@ -297,7 +297,7 @@ async fn attach(shared: &Shared, key: &str, opts: AttachOptions, responder: Resp
     let prepared = async {
         let (_, addr) = resolve(shared, key).await?;
         let info = addr.send(container::Output).await.map_err(mailbox)??;
-        if !info.running {
+        if !info.attachable {
             return Err(ApiError::not_running(format!(
                 "you cannot attach to a stopped container {key}: start it first"
             )));
@@ -319,8 +319,10 @@ async fn attach(shared: &Shared, key: &str, opts: AttachOptions, responder: Resp
     let Ok((send, recv)) = responder.into_raw(header).await else {
         return;
     };
+    // Ask now, while the container certainly exists: with --rm it is gone right after it exits.
+    let wait = addr.send(container::Wait);
     let exit_code = async move {
-        match addr.send(container::Wait).await {
+        match wait.await {
             Ok(Ok(code)) => Some(code),
             _ => None,
         }

@@ -108,28 +108,29 @@ pub async fn relay_attach<F>(
 {
     let (mut mon_r, mut mon_w) = monitor.into_split();
     let stdin = opts.stdin;
+    // Input never completes on its own: output (the container's) decides when the session ends.
     let input = async move {
-        if !stdin {
-            return;
-        }
-        let mut buf = vec![0u8; 32 * 1024];
-        loop {
-            match recv.read(&mut buf).await {
-                Ok(Some(n)) => {
-                    if mon_w
-                        .write_all(&frame(FRAME_STDIN, &buf[..n]))
-                        .await
-                        .is_err()
-                    {
-                        return;
+        if stdin {
+            let mut buf = vec![0u8; 32 * 1024];
+            loop {
+                match recv.read(&mut buf).await {
+                    Ok(Some(n)) => {
+                        if mon_w
+                            .write_all(&frame(FRAME_STDIN, &buf[..n]))
+                            .await
+                            .is_err()
+                        {
+                            break;
+                        }
                     }
-                }
-                _ => {
-                    let _ = mon_w.write_all(&frame(FRAME_CLOSE_STDIN, &[])).await;
-                    return;
+                    _ => {
+                        let _ = mon_w.write_all(&frame(FRAME_CLOSE_STDIN, &[])).await;
+                        break;
+                    }
                 }
             }
         }
+        std::future::pending::<()>().await
     };
     let output = async {
         let mut header = [0u8; 8];
@@ -152,12 +153,9 @@ pub async fn relay_attach<F>(
             }
         }
     };
-    tokio::pin!(input);
     tokio::select! {
         () = output => {}
-        () = &mut input => {
-            // Caller closed stdin; keep relaying output.
-        }
+        () = input => {}
     }
     if let Some(code) = exit_code.await {
         let _ = session::write_exit(&mut send, code).await;

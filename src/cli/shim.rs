@@ -33,6 +33,9 @@ pub struct ShimArgs {
     /// Keep the container's stdin open for attach clients.
     #[arg(long)]
     stdin: bool,
+    /// Exec the container's program only when a client asks (attach first, then start).
+    #[arg(long)]
+    hold: bool,
 }
 
 /// Starts the monitor; its one-line JSON report is printed on stdout, failures included, so the exit
@@ -47,6 +50,7 @@ pub fn main(args: ShimArgs) -> Result<i32> {
         socket: args.socket,
         tty: args.tty,
         stdin: args.stdin,
+        hold: args.hold,
     };
     Ok(runtime::monitor::start(&config))
 }

@@ -19,7 +19,7 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use oci_spec::runtime::{Process, Spec};
 
-use super::create::{clone_init, CreateOptions, Launch};
+use super::create::{clone_init, CreateOptions, Launch, Launched};
 use super::run::{forward_signals, relay_terminal, wait_exit};
 use super::{plan, Runtime};
 use crate::bundle::Bundle;
@@ -414,27 +414,26 @@ pub struct Stdio {
     pub stderr: OwnedFd,
 }
 
-/// A container started by [`Runtime::spawn`]: running, and a child of the caller, who must reap it.
-pub struct Spawned {
-    pub record: Record,
-    /// The pty master when `process.terminal` is set.
-    pub pty_master: Option<OwnedFd>,
+/// A container set up by [`Runtime::spawn_held`] whose program has not been exec'd yet; dropping it
+/// kills the init and releases everything, as a failed create does.
+pub struct Held {
+    launched: Launched,
 }
 
-impl Runtime {
-    /// Creates and starts a container whose stdio is `stdio` (with a terminal, the pty instead, whose
-    /// master is returned), and returns once its program has been exec'd. Unlike `run --detach` the
-    /// caller stays the init's parent, so it can reap it and learn the exit status.
-    ///
-    /// The init inherits the caller's fds 0-2, so they are swapped for `stdio` around the clone: the
-    /// caller must be single-threaded, which cloning requires anyway.
-    pub fn spawn(&self, opts: &CreateOptions, stdio: Stdio) -> Result<Spawned> {
-        let launched = {
-            let _swap = StdioSwap::install(&stdio)?;
-            self.launch(opts, Launch::Run { foreground: true })
-        };
-        drop(stdio);
-        let mut launched = launched?;
+impl Held {
+    /// The init's record (its pid is the container's main process once released).
+    pub fn record(&self) -> &Record {
+        &self.launched.record
+    }
+
+    /// The pty master when `process.terminal` is set; taken once.
+    pub fn take_pty_master(&mut self) -> Option<OwnedFd> {
+        self.launched.pty_master.take()
+    }
+
+    /// Lets the init exec the user program and returns once it has.
+    pub fn release(mut self) -> Result<Record> {
+        let launched = &mut self.launched;
         launched
             .chan
             .send(&Msg::Start)
@@ -451,9 +450,41 @@ impl Runtime {
             Err(e) => return Err(Error::io("read from init", e)),
         }
         launched.cleanup.disarm();
-        Ok(Spawned {
-            record: launched.record,
-            pty_master: launched.pty_master.take(),
+        Ok(launched.record.clone())
+    }
+}
+
+/// A container started by [`Runtime::spawn`]: running, and a child of the caller, who must reap it.
+pub struct Spawned {
+    pub record: Record,
+    /// The pty master when `process.terminal` is set.
+    pub pty_master: Option<OwnedFd>,
+}
+
+impl Runtime {
+    /// Creates and starts a container whose stdio is `stdio` (with a terminal, the pty instead, whose
+    /// master is returned), and returns once its program has been exec'd. Unlike `run --detach` the
+    /// caller stays the init's parent, so it can reap it and learn the exit status.
+    ///
+    /// The init inherits the caller's fds 0-2, so they are swapped for `stdio` around the clone: the
+    /// caller must be single-threaded, which cloning requires anyway.
+    pub fn spawn(&self, opts: &CreateOptions, stdio: Stdio) -> Result<Spawned> {
+        let mut held = self.spawn_held(opts, stdio)?;
+        let pty_master = held.take_pty_master();
+        let record = held.release()?;
+        Ok(Spawned { record, pty_master })
+    }
+
+    /// Like [`Runtime::spawn`], but the container is set up and left waiting before exec until
+    /// [`Held::release`]: an attach can connect first and miss no output (docker's attach-then-start).
+    pub fn spawn_held(&self, opts: &CreateOptions, stdio: Stdio) -> Result<Held> {
+        let launched = {
+            let _swap = StdioSwap::install(&stdio)?;
+            self.launch(opts, Launch::Run { foreground: true })
+        };
+        drop(stdio);
+        Ok(Held {
+            launched: launched?,
         })
     }
 }

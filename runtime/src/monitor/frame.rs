@@ -16,6 +16,9 @@ pub const STDERR: u8 = 2;
 pub const RESIZE: u8 = 3;
 /// Client → monitor: close the container's stdin once what was sent has been written.
 pub const CLOSE_STDIN: u8 = 4;
+/// Client → monitor: let a held container (`--hold`) exec its program. Monitor → that client: the
+/// answer, an empty payload when it runs, else the error text.
+pub const START: u8 = 5;
 
 pub const HEADER_LEN: usize = 8;
 
@@ -48,6 +51,7 @@ pub enum Event<'a> {
         cols: u16,
     },
     CloseStdin,
+    Start,
 }
 
 /// A client broke the framing; the monitor disconnects it.
@@ -121,7 +125,7 @@ impl Decoder {
             self.header[7],
         ]);
         match stream {
-            STDIN | CLOSE_STDIN => {}
+            STDIN | CLOSE_STDIN | START => {}
             RESIZE if len == 4 => self.resize_have = 0,
             RESIZE => return Err(FrameError::BadResize(len)),
             other => return Err(FrameError::UnknownStream(other)),
@@ -140,6 +144,7 @@ impl Decoder {
                 cols: u16::from_be_bytes([self.resize[2], self.resize[3]]),
             }),
             CLOSE_STDIN => on(Event::CloseStdin),
+            START => on(Event::Start),
             _ => {}
         }
         self.have = 0;

@@ -58,6 +58,9 @@ pub struct MonitorConfig {
     pub tty: bool,
     /// Keep the container's stdin open for attach clients; otherwise it is /dev/null.
     pub stdin: bool,
+    /// Set the container up but exec its program only when a client sends [`frame::START`], so an
+    /// attach made in between misses nothing (docker's create, attach, start).
+    pub hold: bool,
 }
 
 /// Why a monitor could not start its container; reported as `{"error": "<this>"}`.

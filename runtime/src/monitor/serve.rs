@@ -76,6 +76,8 @@ pub struct Monitor {
     rt: Runtime,
     id: String,
     record: Record,
+    /// The container while it waits for [`frame::START`] (`--hold`).
+    held: Option<crate::container::exec::Held>,
     exit_file: PathBuf,
     socket: PathBuf,
     listener: Option<UnixListener>,
@@ -172,14 +174,20 @@ impl Monitor {
         // SAFETY: mallopt only changes allocator parameters.
         unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024) };
         let rt = super::runtime(config);
-        let spawned = rt.spawn(&super::create_options(config), stdio)?;
+        let mut held = rt.spawn_held(&super::create_options(config), stdio)?;
+        let pty_master = held.take_pty_master();
+        let (record, held) = if config.hold {
+            (held.record().clone(), Some(held))
+        } else {
+            (held.release()?, None)
+        };
         // From here on a failure must not leave the container without its monitor.
         let kill_guard = KillOnDrop {
             rt: &rt,
             id: &config.id,
         };
         let mut pty = None;
-        if let Some(master) = spawned.pty_master {
+        if let Some(master) = pty_master {
             let second = master
                 .try_clone()
                 .map_err(|e| MonitorError::io("dup pty master", e))?;
@@ -206,7 +214,8 @@ impl Monitor {
         Ok(Monitor {
             rt,
             id: config.id.clone(),
-            record: spawned.record,
+            record,
+            held,
             exit_file: config.exit_file.clone(),
             socket: config.socket.clone(),
             listener: Some(listener),
@@ -420,15 +429,26 @@ impl Monitor {
             }
         };
         let mut decoder = std::mem::take(&mut self.clients[i].decoder);
-        let result = decoder.feed(&buf[..n], |ev| self.client_event(ev));
+        let result = decoder.feed(&buf[..n], |ev| self.client_event(i, ev));
         self.clients[i].decoder = decoder;
         if result.is_err() {
             self.clients[i].dead = true;
         }
     }
 
-    fn client_event(&mut self, ev: Event<'_>) {
+    fn client_event(&mut self, client: usize, ev: Event<'_>) {
         match ev {
+            Event::Start => {
+                let answer = match self.held.take().map(|h| h.release()) {
+                    Some(Err(e)) => e.to_string(),
+                    Some(Ok(_)) | None => String::new(),
+                };
+                frame::encode(
+                    frame::START,
+                    answer.as_bytes(),
+                    &mut self.clients[client].out,
+                );
+            }
             Event::Stdin(bytes) => {
                 if !matches!(self.stdin, StdinTarget::None) && !self.stdin_close {
                     self.stdin_queue.extend_from_slice(bytes);

@@ -19,6 +19,7 @@ enum Owned {
     Stdin(Vec<u8>),
     Resize(u16, u16),
     Close,
+    Start,
 }
 
 fn decode_all(decoder: &mut Decoder, data: &[u8]) -> Result<Vec<Owned>, FrameError> {
@@ -31,8 +32,17 @@ fn decode_all(decoder: &mut Decoder, data: &[u8]) -> Result<Vec<Owned>, FrameErr
         },
         Event::Resize { rows, cols } => out.push(Owned::Resize(rows, cols)),
         Event::CloseStdin => out.push(Owned::Close),
+        Event::Start => out.push(Owned::Start),
     })?;
     Ok(out)
+}
+
+#[test]
+fn start_frames_decode() {
+    let mut d = Decoder::new();
+    let mut data = Vec::new();
+    frame::encode(frame::START, &[], &mut data);
+    assert_eq!(decode_all(&mut d, &data).unwrap(), vec![Owned::Start]);
 }
 
 #[test]
