@@ -29,8 +29,8 @@ mod tests;
 use nix::errno::Errno;
 use oci_spec::runtime::{Capability, LinuxSeccomp};
 
-pub use bpf::MAX_INSNS;
 pub use crate::defaults::DOCKER_CAPABILITIES as DOCKER_DEFAULT_CAPS;
+pub use bpf::MAX_INSNS;
 
 /// Why a profile could not be compiled or a filter installed. Each message is one line naming the
 /// offending rule or the system call that failed.
