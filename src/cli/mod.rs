@@ -137,9 +137,25 @@ impl fmt::Display for Coded {
 
 impl std::error::Error for Coded {}
 
+/// An error and its causes on one line, skipping a cause whose text the message already carries
+/// (library errors often print their source themselves).
+pub fn one_line(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let part = cause.to_string();
+        if !text.contains(&part) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&part);
+        }
+    }
+    text
+}
+
 /// Prints an error as one line and returns its exit code.
 pub fn report_error(e: &anyhow::Error) -> i32 {
-    let text = format!("{e:#}");
+    let text = one_line(e);
     let line = text
         .lines()
         .map(str::trim)
@@ -205,7 +221,7 @@ fn legacy(result: anyhow::Result<i32>) -> i32 {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("berth: {e:#}");
+            eprintln!("berth: {}", one_line(&e));
             1
         }
     }

@@ -114,6 +114,8 @@ fn setup_and_exec(plan: &InitPlan, chan: &Channel) -> Result<Never, InitError> {
     // SAFETY: plain prctl with integer arguments.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     close_inherited_fds(plan, chan)?;
+    // Ignored signals survive execve; the program must not inherit ours (Rust ignores SIGPIPE).
+    crate::container::exec::reset_signal_dispositions();
 
     match chan.recv() {
         Ok(Some((Msg::Setup, _))) => {}
