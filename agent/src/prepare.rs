@@ -347,13 +347,24 @@ pub fn teardown_dir(shared: &Shared, id: &str) -> Result<(), String> {
     }
 }
 
-/// `diff`: changes of the container's writable layer against its image.
+/// `diff`: changes of the container's writable layer against its image. Mount points the runtime
+/// created for the container (`/proc`, `/etc/hosts`, volume targets...) are not the container's doing
+/// and are left out, with any directory that only exists to hold them (Docker keeps them in a
+/// separate init layer for the same reason).
 pub fn diff(shared: &Shared, record: &Record) -> Reply<Vec<FilesystemChange>> {
     let paths = shared.layout.container(&record.id);
     let changes = runtime::snapshot::Snapshot::load(&paths.snapshot())
         .and_then(|s| s.diff())
         .map_err(|e| internal("diff", e))?;
-    Ok(changes
+    let spec: Option<oci_spec::runtime::Spec> = std::fs::read(paths.config())
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let mount_points: Vec<PathBuf> = spec
+        .iter()
+        .flat_map(|s| s.mounts().iter().flatten())
+        .map(|m| m.destination().clone())
+        .collect();
+    Ok(without_mount_points(changes, &mount_points)
         .into_iter()
         .map(|c| FilesystemChange {
             path: c.path.display().to_string(),
@@ -364,4 +375,78 @@ pub fn diff(shared: &Shared, record: &Record) -> Reply<Vec<FilesystemChange>> {
             },
         })
         .collect())
+}
+
+fn without_mount_points(
+    changes: Vec<runtime::snapshot::Change>,
+    mount_points: &[PathBuf],
+) -> Vec<runtime::snapshot::Change> {
+    use runtime::snapshot::ChangeKind as K;
+    let is_mount = |p: &Path| mount_points.iter().any(|m| m == p);
+    let under_mount = |p: &Path| mount_points.iter().any(|m| p.starts_with(m) && p != m);
+    let kept: Vec<_> = changes
+        .into_iter()
+        .filter(|c| !(c.kind == K::Added && is_mount(&c.path)) && !under_mount(&c.path))
+        .collect();
+    // A directory that holds mount points and nothing else the container changed goes too.
+    let holds_mount = |p: &Path| mount_points.iter().any(|m| m.starts_with(p) && m != p);
+    kept.iter()
+        .filter(|c| {
+            c.kind == K::Deleted
+                || !holds_mount(&c.path)
+                || kept
+                    .iter()
+                    .any(|o| o.path.starts_with(&c.path) && o.path != c.path)
+        })
+        .cloned()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use runtime::snapshot::{Change, ChangeKind as K};
+
+    fn ch(kind: K, p: &str) -> Change {
+        Change {
+            kind,
+            path: PathBuf::from(p),
+        }
+    }
+
+    #[test]
+    fn diff_leaves_out_runtime_mount_points() {
+        let mounts: Vec<PathBuf> = ["/proc", "/dev", "/dev/pts", "/etc/hosts", "/data"]
+            .iter()
+            .map(PathBuf::from)
+            .collect();
+        let changes = vec![
+            ch(K::Changed, "/bin"),
+            ch(K::Deleted, "/bin/true"),
+            ch(K::Added, "/data"),
+            ch(K::Added, "/dev"),
+            ch(K::Added, "/dev/pts"),
+            ch(K::Added, "/etc"),
+            ch(K::Added, "/etc/hosts"),
+            ch(K::Added, "/etc/motd"),
+            ch(K::Added, "/newfile"),
+            ch(K::Added, "/proc"),
+        ];
+        let kept: Vec<String> = without_mount_points(changes, &mounts)
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                "C /bin",
+                "D /bin/true",
+                "A /etc",
+                "A /etc/motd",
+                "A /newfile"
+            ]
+        );
+        let only_mounts = vec![ch(K::Added, "/etc"), ch(K::Added, "/etc/hosts")];
+        assert!(without_mount_points(only_mounts, &mounts).is_empty());
+    }
 }
