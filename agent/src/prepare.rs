@@ -386,7 +386,7 @@ fn without_mount_points(
     let under_mount = |p: &Path| mount_points.iter().any(|m| p.starts_with(m) && p != m);
     let kept: Vec<_> = changes
         .into_iter()
-        .filter(|c| !(c.kind == K::Added && is_mount(&c.path)) && !under_mount(&c.path))
+        .filter(|c| !(under_mount(&c.path) || c.kind == K::Added && is_mount(&c.path)))
         .collect();
     // A directory that holds mount points and nothing else the container changed goes too.
     let holds_mount = |p: &Path| mount_points.iter().any(|m| m.starts_with(p) && m != p);
