@@ -24,6 +24,10 @@ pub const FILTER_KEYS: &[&str] = &[
 #[derive(Debug, Default)]
 pub struct ContainerIndex {
     by_id: HashMap<String, ContainerSummary>,
+    /// When each container was first seen here: orders containers created within the same
+    /// second (summaries carry whole seconds), so `ps -n`/`-l` follow creation order.
+    seen: HashMap<String, u64>,
+    next_seen: u64,
     removed: HashSet<String>,
     removed_order: VecDeque<String>,
 }
@@ -68,7 +72,20 @@ impl ContainerIndex {
             return;
         }
         summary.node = node.to_string();
+        self.mark_seen(&summary.id);
         self.by_id.insert(summary.id.clone(), summary);
+    }
+
+    fn mark_seen(&mut self, id: &str) {
+        if !self.seen.contains_key(id) {
+            self.seen.insert(id.to_string(), self.next_seen);
+            self.next_seen += 1;
+        }
+    }
+
+    /// Creation order: creation second, then first sight.
+    fn order(&self, c: &ContainerSummary) -> (i64, u64) {
+        (c.created, self.seen.get(&c.id).copied().unwrap_or(0))
     }
 
     /// Forgets a container for good.
@@ -81,12 +98,15 @@ impl ContainerIndex {
                 }
             }
         }
+        self.seen.remove(id);
         self.by_id.remove(id)
     }
 
     /// Replaces everything known about `node` by its full list (sent when it (re)connects).
     pub fn replace_node(&mut self, node: &str, containers: Vec<ContainerSummary>) {
         self.by_id.retain(|_, c| c.node != node);
+        let by_id = &self.by_id;
+        self.seen.retain(|id, _| by_id.contains_key(id));
         for c in containers {
             self.upsert(node, c);
         }
@@ -113,6 +133,7 @@ impl ContainerIndex {
             finished_at: 0,
             node: node.to_string(),
         };
+        self.mark_seen(id);
         self.by_id.insert(id.to_string(), summary);
     }
 
@@ -167,7 +188,11 @@ impl ContainerIndex {
     pub fn list(&self, opts: &ListOptions) -> Result<Vec<ContainerSummary>, ApiError> {
         let f = Filter::new(self, opts)?;
         let mut rows: Vec<&ContainerSummary> = self.by_id.values().filter(|c| f.keeps(c)).collect();
-        rows.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| a.id.cmp(&b.id)));
+        rows.sort_by(|a, b| {
+            self.order(b)
+                .cmp(&self.order(a))
+                .then_with(|| a.id.cmp(&b.id))
+        });
         if let Some(n) = opts.limit.filter(|n| *n > 0) {
             rows.truncate(n as usize);
         }
@@ -177,10 +202,11 @@ impl ContainerIndex {
 
 /// A parsed `ps` filter set.
 struct Filter<'a> {
+    index: &'a ContainerIndex,
     opts: &'a ListOptions,
     all: bool,
-    before: Option<i64>,
-    since: Option<i64>,
+    before: Option<(i64, u64)>,
+    since: Option<(i64, u64)>,
 }
 
 fn valid_status(s: &str) -> bool {
@@ -198,7 +224,7 @@ fn is_up(state: ContainerStatus) -> bool {
 }
 
 impl<'a> Filter<'a> {
-    fn new(index: &ContainerIndex, opts: &'a ListOptions) -> Result<Filter<'a>, ApiError> {
+    fn new(index: &'a ContainerIndex, opts: &'a ListOptions) -> Result<Filter<'a>, ApiError> {
         for (key, values) in &opts.filters {
             if !FILTER_KEYS.contains(&key.as_str()) {
                 return Err(ApiError::invalid(format!("invalid filter '{key}'")));
@@ -219,9 +245,9 @@ impl<'a> Filter<'a> {
                 }
             }
         }
-        let bound = |key: &str| -> Result<Option<i64>, ApiError> {
+        let bound = |key: &str| -> Result<Option<(i64, u64)>, ApiError> {
             match opts.filters.get(key).and_then(|v| v.first()) {
-                Some(what) => Ok(Some(index.resolve(what)?.created)),
+                Some(what) => Ok(Some(index.order(index.resolve(what)?))),
                 None => Ok(None),
             }
         };
@@ -233,6 +259,7 @@ impl<'a> Filter<'a> {
             || before.is_some()
             || since.is_some();
         Ok(Filter {
+            index,
             opts,
             all,
             before,
@@ -251,8 +278,8 @@ impl<'a> Filter<'a> {
         if !self.all && !is_up(c.state) {
             return false;
         }
-        if self.before.is_some_and(|t| c.created >= t) || self.since.is_some_and(|t| c.created <= t)
-        {
+        let at = self.index.order(c);
+        if self.before.is_some_and(|t| at >= t) || self.since.is_some_and(|t| at <= t) {
             return false;
         }
         self.any("id", |v| c.id.starts_with(v))
@@ -402,6 +429,17 @@ mod tests {
             filters: [("status".to_string(), vec!["sleeping".to_string()])].into(),
         });
         assert!(bad.is_err());
+    }
+
+    #[test]
+    fn same_second_follows_creation_order() {
+        let mut ix = ContainerIndex::new();
+        for (id, name) in [("z1", "first"), ("a2", "second"), ("m3", "third")] {
+            ix.upsert("n", summary(id, name, ContainerStatus::Exited, 5));
+        }
+        assert_eq!(list(&ix, true, &[]), vec!["m3", "a2", "z1"]);
+        assert_eq!(list(&ix, true, &[("before", "third")]), vec!["a2", "z1"]);
+        assert_eq!(list(&ix, true, &[("since", "first")]), vec!["m3", "a2"]);
     }
 
     #[test]
