@@ -229,7 +229,8 @@ fn logs_keep_streams_apart_with_tail_timestamps_and_since() {
         "busybox",
         "sh",
         "-c",
-        "echo one; echo two >&2; echo three",
+        // Pauses between the writes: stdout and stderr are separate pipes, so only time orders them.
+        "echo one; sleep 0.2; echo two >&2; sleep 0.2; echo three",
     ])
     .ok();
     assert_eq!(d.berth(&["wait", &name]).ok().line(), "0");

@@ -526,6 +526,7 @@ pub struct OutputInfo {
     pub log: std::path::PathBuf,
     pub socket: std::path::PathBuf,
     pub running: bool,
+    pub paused: bool,
     /// Running, or created with its monitor holding it: an attach now misses nothing.
     pub attachable: bool,
     pub tty: bool,
@@ -543,6 +544,7 @@ impl Handler<Output> for ContainerActor {
             log: self.paths.log(),
             socket: self.paths.socket(),
             running: self.record.state.is_running(),
+            paused: self.record.state == State::Paused,
             attachable: self.record.state.is_running()
                 || (self.record.state == State::Created && self.live_monitor().is_some()),
             tty: self.record.config.tty,

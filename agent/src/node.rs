@@ -26,7 +26,16 @@ pub struct NodeActor {
     containers: HashMap<String, Entry>,
     /// Names taken, including those reserved by a create in progress.
     names: HashMap<String, String>,
-    controller: Option<protocol::transport::Peer>,
+    /// Reports to the controller, sent in order by one task so a later state never overtakes an
+    /// earlier one.
+    reports: Option<tokio::sync::mpsc::UnboundedSender<Outgoing>>,
+}
+
+/// An item of the report queue.
+enum Outgoing {
+    Event(Box<AgentEvent>),
+    /// Resolved once everything queued before it has been delivered.
+    Flush(tokio::sync::oneshot::Sender<()>),
 }
 
 type Reply<T> = Result<T, ApiError>;
@@ -37,17 +46,13 @@ impl NodeActor {
             shared: None,
             containers: HashMap::new(),
             names: HashMap::new(),
-            controller: None,
+            reports: None,
         }
     }
 
     fn report(&self, event: AgentEvent) {
-        if let Some(peer) = self.controller.clone() {
-            tokio::spawn(async move {
-                if let Err(e) = peer.request(&Request::Report(event)).await {
-                    tracing::debug!("report to controller: {e}");
-                }
-            });
+        if let Some(q) = &self.reports {
+            let _ = q.send(Outgoing::Event(Box::new(event)));
         }
     }
 
@@ -151,13 +156,48 @@ pub struct Connected(pub protocol::transport::Peer);
 impl Handler<Connected> for NodeActor {
     type Result = ();
     fn handle(&mut self, msg: Connected, _: &mut Context<Self>) {
-        self.controller = Some(msg.0);
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let peer = msg.0;
+        tokio::spawn(async move {
+            while let Some(item) = rx.recv().await {
+                match item {
+                    Outgoing::Event(event) => {
+                        if let Err(e) = peer.request(&Request::Report(*event)).await {
+                            tracing::debug!("report to controller: {e}");
+                        }
+                    }
+                    Outgoing::Flush(done) => {
+                        let _ = done.send(());
+                    }
+                }
+            }
+        });
+        self.reports = Some(tx);
         let all = self
             .containers
             .values()
             .map(|e| e.summary.clone())
             .collect();
         self.report(AgentEvent::Snapshot(all));
+    }
+}
+
+/// Resolves once every change reported so far has reached the controller, so a verb is answered
+/// only after the controller's view (what `ps` reads) includes its effect.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Flush;
+
+impl Handler<Flush> for NodeActor {
+    type Result = ResponseFuture<()>;
+    fn handle(&mut self, _: Flush, _: &mut Context<Self>) -> Self::Result {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if let Some(q) = &self.reports {
+            let _ = q.send(Outgoing::Flush(tx));
+        }
+        Box::pin(async move {
+            let _ = rx.await;
+        })
     }
 }
 

@@ -62,6 +62,8 @@ pub async fn handle(shared: Arc<Shared>, req: Request, responder: Responder) {
         Request::ImportImage(req) => storage::import(shared.clone(), req, responder).await,
         other => {
             let result = single(&shared, other).await;
+            // The controller hears of the change before the caller does.
+            let _ = shared.node.send(node::Flush).await;
             let _ = responder.reply(result).await;
         }
     }
@@ -333,6 +335,11 @@ async fn attach(shared: &Shared, key: &str, opts: AttachOptions, responder: Resp
 /// Runs a process in a running container and relays its stdio.
 async fn exec(shared: &Shared, key: &str, config: ExecConfig, responder: Responder) {
     let info = match ask(shared, key, container::Output).await {
+        Ok(Ok(info)) if info.paused => {
+            let e = ApiError::conflict(format!("container {key} is paused, unpause it first"));
+            let _ = responder.fail(e).await;
+            return;
+        }
         Ok(Ok(info)) if info.running => info,
         Ok(Ok(_)) => {
             let e = ApiError::not_running(format!("container {key} is not running"));

@@ -123,10 +123,13 @@ pub async fn relay_attach<F>(
                             break;
                         }
                     }
-                    _ => {
+                    // The caller finished its input: the container's stdin ends too.
+                    Ok(None) => {
                         let _ = mon_w.write_all(&frame(FRAME_CLOSE_STDIN, &[])).await;
                         break;
                     }
+                    // A reset is a detach (Ctrl-P Ctrl-Q): the container keeps its stdin.
+                    Err(_) => break,
                 }
             }
         }
@@ -301,8 +304,14 @@ async fn relay_pty(
     recv: &mut quinn::RecvStream,
     stdin: bool,
 ) {
-    let file = tokio::fs::File::from_std(std::fs::File::from(fd));
-    let (mut rd, mut wr) = tokio::io::split(file);
+    // Two descriptions of the master, one per direction: a tokio File serializes its operations, so
+    // a read waiting for output would otherwise hold up every keystroke.
+    let writer = match fd.try_clone() {
+        Ok(w) => w,
+        Err(_) => return,
+    };
+    let mut rd = tokio::fs::File::from_std(std::fs::File::from(fd));
+    let mut wr = tokio::fs::File::from_std(std::fs::File::from(writer));
     let input = async move {
         if !stdin {
             return std::future::pending::<()>().await;

@@ -44,6 +44,23 @@ pub enum Error {
 }
 
 impl Error {
+    /// The shell's code for a program that could not be started: 127 when it does not exist, 126
+    /// when it cannot be executed; `None` for every other failure.
+    pub fn exec_exit_code(&self) -> Option<i32> {
+        use crate::init::{NOT_EXECUTABLE, NOT_IN_PATH, NOT_REGULAR, NO_SUCH_FILE};
+        let text = match self {
+            Error::Exec { reason, .. } | Error::Init(reason) => reason,
+            _ => return None,
+        };
+        if text.contains(NOT_IN_PATH) || text.contains(NO_SUCH_FILE) {
+            Some(127)
+        } else if text.contains(NOT_EXECUTABLE) || text.contains(NOT_REGULAR) {
+            Some(126)
+        } else {
+            None
+        }
+    }
+
     /// Wraps an I/O error with what was being done, e.g. `io("create /run/berth/x", e)`.
     pub fn io(context: impl Into<String>, source: impl Into<std::io::Error>) -> Self {
         Error::Io {

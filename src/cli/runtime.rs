@@ -235,10 +235,18 @@ fn exec(rt: &Runtime, e: ExecArgs) -> Result<i32> {
         pid_file: e.pid_file,
         process,
     };
-    Ok(match rt.exec(&e.id, &opts)? {
-        ExecOutcome::Exited(code) => code,
-        ExecOutcome::Detached(_) => 0,
-    })
+    match rt.exec(&e.id, &opts) {
+        Ok(ExecOutcome::Exited(code)) => Ok(code),
+        Ok(ExecOutcome::Detached(_)) => Ok(0),
+        // A program that cannot be run gets the shell's 126/127, as `docker exec` reports them.
+        Err(err) => match err.exec_exit_code() {
+            Some(code) => {
+                eprintln!("berth: {err}");
+                Ok(code)
+            }
+            None => Err(err.into()),
+        },
+    }
 }
 
 fn spec(bundle: &std::path::Path, rootless: bool) -> Result<()> {

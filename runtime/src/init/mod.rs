@@ -284,6 +284,13 @@ fn close_range(first: RawFd, last: RawFd) -> Result<(), InitError> {
     Ok(())
 }
 
+/// How a program that cannot be run is reported; [`crate::Error::exec_exit_code`] maps these to the
+/// shell's 127 (not found) and 126 (not executable).
+pub(crate) const NOT_IN_PATH: &str = "executable file not found in $PATH";
+pub(crate) const NO_SUCH_FILE: &str = "no such file or directory";
+pub(crate) const NOT_EXECUTABLE: &str = "permission denied";
+pub(crate) const NOT_REGULAR: &str = "is not a regular file";
+
 /// Resolves the program inside the container the way execvp does, so a missing binary fails `create`
 /// with a clear error instead of a dead container.
 fn find_program(plan: &ProcessPlan) -> Result<CString, InitError> {
@@ -296,10 +303,10 @@ fn find_program(plan: &ProcessPlan) -> Result<CString, InitError> {
                 if unsafe { libc::access(c.as_ptr(), libc::X_OK) } == 0 {
                     Ok(true)
                 } else {
-                    Err(format!("{}: permission denied", p.display()))
+                    Err(format!("{}: {NOT_EXECUTABLE}", p.display()))
                 }
             }
-            Ok(_) => Err(format!("{}: is not a regular file", p.display())),
+            Ok(_) => Err(format!("{}: {NOT_REGULAR}", p.display())),
             Err(_) => Ok(false),
         }
     };
@@ -311,7 +318,7 @@ fn find_program(plan: &ProcessPlan) -> Result<CString, InitError> {
         };
         return match check(&p) {
             Ok(true) => Ok(CString::new(p.as_os_str().as_encoded_bytes()).unwrap_or_default()),
-            Ok(false) => Err(InitError(format!("exec {arg0}: no such file or directory"))),
+            Ok(false) => Err(InitError(format!("exec {arg0}: {NO_SUCH_FILE}"))),
             Err(e) => Err(InitError(format!("exec {e}"))),
         };
     }
@@ -328,7 +335,7 @@ fn find_program(plan: &ProcessPlan) -> Result<CString, InitError> {
     }
     Err(InitError(match denied {
         Some(e) => format!("exec {e}"),
-        None => format!("exec {arg0}: executable file not found in $PATH"),
+        None => format!("exec {arg0}: {NOT_IN_PATH}"),
     }))
 }
 
