@@ -191,26 +191,29 @@ pub async fn exec(
     if let Some(w) = &config.working_dir {
         cmd.arg("--cwd").arg(w);
     }
-    let console_dir = tempdir_for_console();
-    let console = console_dir.as_ref().map(|d| d.join("console.sock"));
-    let listener = match (&console, config.tty) {
-        (Some(path), true) => match std::os::unix::net::UnixListener::bind(path) {
+    // The console socket lives in the container's directory (removed with it, and by this guard).
+    let console = config.tty.then(|| {
+        shared
+            .layout
+            .container(container_id)
+            .dir
+            .join(format!("exec-{session_id}.sock"))
+    });
+    let _console_guard = console.clone().map(RemoveOnDrop);
+    let listener = match &console {
+        Some(path) => match runtime::unix_socket::bind(path) {
             Ok(l) => {
                 cmd.arg("--tty").arg("--console-socket").arg(path);
                 Some(l)
             }
             Err(e) => {
-                let _ = session::write_output(
-                    &mut send,
-                    OutputKind::Stderr,
-                    format!("berth: console socket: {e}\n").as_bytes(),
-                )
-                .await;
+                let msg = format!("berth: console socket: {e}\n");
+                let _ = session::write_output(&mut send, OutputKind::Stderr, msg.as_bytes()).await;
                 let _ = session::write_exit(&mut send, 126).await;
                 return;
             }
         },
-        _ => None,
+        None => None,
     };
     cmd.arg(container_id).args(&config.cmd);
     cmd.stdin(if config.attach_stdin && listener.is_none() {
@@ -261,16 +264,17 @@ pub async fn exec(
         }
         None => relay_pipes(&mut child, &mut send, &mut recv).await,
     };
-    if let Some(d) = console_dir {
-        let _ = std::fs::remove_dir_all(d);
-    }
     let _ = session::write_exit(&mut send, code).await;
     let _ = send.finish();
 }
 
-fn tempdir_for_console() -> Option<std::path::PathBuf> {
-    let dir = std::env::temp_dir().join(format!("berth-exec-{}", random_hex(8)));
-    std::fs::create_dir(&dir).ok().map(|()| dir)
+/// Removes a file when dropped, whatever path the function that made it returns by.
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 fn receive_master(listener: &std::os::unix::net::UnixListener) -> std::io::Result<OwnedFd> {

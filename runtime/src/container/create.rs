@@ -1,7 +1,6 @@
 //! `create`: clone the init into its namespaces and cgroup, wait until it is set up, record it.
 
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 
 use nix::fcntl::OFlag;
@@ -93,7 +92,7 @@ impl Runtime {
 
         let console = match (&opts.console_socket, mode) {
             (Some(path), _) => ConsoleTarget::Socket(
-                UnixStream::connect(path)
+                crate::unix_socket::connect(path)
                     .map_err(|e| Error::io(format!("console socket {}", path.display()), e))?
                     .into(),
             ),

@@ -11,7 +11,6 @@
 
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::MetadataExt;
-use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 
 use nix::sched::CloneFlags;
@@ -149,11 +148,10 @@ impl Runtime {
             });
         }
         let console_socket = match &opts.console_socket {
-            Some(path) => {
-                Some(OwnedFd::from(UnixStream::connect(path).map_err(|e| {
-                    Error::io(format!("console socket {}", path.display()), e)
-                })?))
-            }
+            Some(path) => Some(OwnedFd::from(
+                crate::unix_socket::connect(path)
+                    .map_err(|e| Error::io(format!("console socket {}", path.display()), e))?,
+            )),
             None => None,
         };
         let cgroup = Cgroup::open(&record.cgroup_path)?;
