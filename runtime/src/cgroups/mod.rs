@@ -138,6 +138,35 @@ pub fn hierarchy() -> Hierarchy {
     }
 }
 
+/// A v1 hierarchy as a container's `/sys/fs/cgroup` mounts it again: its directory name there and
+/// the mount options (its controllers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct V1Hierarchy {
+    pub name: String,
+    pub options: String,
+}
+
+/// The host's v1 controller hierarchies (named ones such as name=systemd excluded); empty on a pure
+/// v2 host. Comes from the cached layout: no mount table read per container.
+pub fn v1_hierarchies() -> Vec<V1Hierarchy> {
+    match layout::host() {
+        Layout::V1 { mounts } => mounts
+            .iter()
+            .filter_map(|m| {
+                let name = m.mount_point.file_name()?.to_str()?.to_owned();
+                let options = m
+                    .controllers
+                    .iter()
+                    .map(|c| c.name())
+                    .collect::<Vec<_>>()
+                    .join(",");
+                Some(V1Hierarchy { name, options })
+            })
+            .collect(),
+        Layout::V2 { .. } => Vec::new(),
+    }
+}
+
 /// Resource usage of a container, for `stats`. A field is `None` when the controller (or the
 /// kernel feature) is absent on this host; limits are also `None` when unlimited.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

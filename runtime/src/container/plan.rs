@@ -106,7 +106,7 @@ pub fn build(
         .iter()
         .any(|m| m.destination == std::path::Path::new("/dev"));
     let cgroups_v1 = if mounts.iter().any(|m| m.kind == mounts::MountKind::Cgroup) {
-        mounts::cgroup_v1_hierarchies()
+        crate::cgroups::v1_hierarchies()
     } else {
         Vec::new()
     };

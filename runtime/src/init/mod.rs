@@ -12,10 +12,11 @@ use std::path::{Path, PathBuf};
 
 use nix::sched::CloneFlags;
 
+use crate::cgroups::V1Hierarchy;
 use crate::console;
 use crate::seccomp::Filter;
 use crate::sync::{Channel, Msg};
-use mounts::{CgroupV1Hierarchy, MountPlan};
+use mounts::MountPlan;
 use security::CapPlan;
 
 /// A setup failure inside the init, sent to the parent as text.
@@ -66,7 +67,7 @@ pub struct InitPlan {
     pub new_uts_ns: bool,
     pub mounts: Vec<MountPlan>,
     pub mount_dev: bool,
-    pub cgroups_v1: Vec<CgroupV1Hierarchy>,
+    pub cgroups_v1: Vec<V1Hierarchy>,
     pub devices: Vec<oci_spec::runtime::LinuxDevice>,
     pub masked: Vec<PathBuf>,
     pub readonly: Vec<PathBuf>,

@@ -11,6 +11,7 @@ use nix::sys::stat::{makedev, mknodat, Mode, SFlag};
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Mount};
 
 use super::InitError;
+use crate::cgroups::V1Hierarchy;
 use crate::safe_path::{ensure_in_root, open_in_root, proc_fd_path, Kind};
 
 /// A spec mount translated to mount(2) arguments, prepared before the init is cloned.
@@ -32,13 +33,6 @@ pub enum MountKind {
     /// `cgroup`: the host's hierarchies as seen from the container's cgroup namespace.
     Cgroup,
     Fs(String),
-}
-
-/// A cgroup v1 hierarchy of the host: its directory name under /sys/fs/cgroup and its mount options.
-#[derive(Debug, Clone)]
-pub struct CgroupV1Hierarchy {
-    pub name: String,
-    pub options: String,
 }
 
 impl MountPlan {
@@ -146,31 +140,6 @@ pub fn propagation_flags(opt: &str) -> MsFlags {
     }
 }
 
-/// The host's cgroup v1 hierarchies; empty on a pure cgroup v2 host.
-pub fn cgroup_v1_hierarchies() -> Vec<CgroupV1Hierarchy> {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return Vec::new();
-    };
-    info.lines()
-        .filter_map(|line| {
-            let (left, right) = line.split_once(" - ")?;
-            let mut r = right.split(' ');
-            if r.next()? != "cgroup" {
-                return None;
-            }
-            let super_opts = r.nth(1)?;
-            let mount_point = left.split(' ').nth(4)?;
-            let name = Path::new(mount_point).file_name()?.to_str()?.to_owned();
-            let options = super_opts
-                .split(',')
-                .filter(|o| *o != "rw" && *o != "ro")
-                .collect::<Vec<_>>()
-                .join(",");
-            Some(CgroupV1Hierarchy { name, options })
-        })
-        .collect()
-}
-
 fn sys(what: impl std::fmt::Display, e: impl std::fmt::Display) -> InitError {
     InitError(format!("{what}: {e}"))
 }
@@ -209,7 +178,7 @@ pub fn prepare_root(rootfs: &Path, propagation: MsFlags) -> Result<OwnedFd, Init
 pub fn mount_one(
     root: &OwnedFd,
     m: &MountPlan,
-    cgroups_v1: &[CgroupV1Hierarchy],
+    cgroups_v1: &[V1Hierarchy],
 ) -> Result<(), InitError> {
     let dest = &m.destination;
     let what = |e: &dyn std::fmt::Display| sys(format_args!("mount {}", dest.display()), e);
@@ -304,7 +273,7 @@ pub fn mount_one(
 }
 
 /// cgroup v2: one cgroup2 mount. cgroup v1: a tmpfs with one mount per hierarchy, read-only if asked.
-fn mount_cgroup(root: &OwnedFd, m: &MountPlan, v1: &[CgroupV1Hierarchy]) -> Result<(), InitError> {
+fn mount_cgroup(root: &OwnedFd, m: &MountPlan, v1: &[V1Hierarchy]) -> Result<(), InitError> {
     let dest = &m.destination;
     let what =
         |e: &dyn std::fmt::Display| sys(format_args!("mount cgroup at {}", dest.display()), e);
