@@ -112,6 +112,13 @@ impl NodeActor {
                     let _ = prepare::teardown(shared, &record, false);
                 }
                 Ok(record) => {
+                    // After a host reboot the overlay is gone; mounting an already mounted snapshot
+                    // is a no-op.
+                    if let Err(e) =
+                        runtime::snapshot::Snapshot::load(&paths.snapshot()).and_then(|s| s.mount())
+                    {
+                        tracing::warn!(container = %record.short_id(), "root filesystem: {e}");
+                    }
                     tracing::info!(container = %record.short_id(), state = ?record.state, "recovered");
                     let addr = self.add(record, shared);
                     addr.do_send(Adopt);
