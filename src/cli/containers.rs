@@ -950,19 +950,7 @@ pub async fn prune(client: &Client, cmd: PruneCmd) -> Result<i32> {
             deleted,
             space_reclaimed,
         } => {
-            let mut s = String::new();
-            if !deleted.is_empty() {
-                s.push_str("Deleted Containers:\n");
-                for d in deleted {
-                    s.push_str(&d);
-                    s.push('\n');
-                }
-                s.push('\n');
-            }
-            s.push_str(&format!(
-                "Total reclaimed space: {}\n",
-                output::human_size(space_reclaimed)
-            ));
+            let s = output::prune_report("Deleted Containers", &deleted, space_reclaimed);
             output::print(&s);
             Ok(0)
         }

@@ -287,6 +287,25 @@ pub fn render_template(tpl: &str, v: &Value) -> Result<String, String> {
     Ok(out)
 }
 
+/// Docker's prune report: the removed objects under `heading`, then the space reclaimed.
+pub fn prune_report(heading: &str, deleted: &[String], space_reclaimed: u64) -> String {
+    let mut s = String::new();
+    if !deleted.is_empty() {
+        s.push_str(heading);
+        s.push_str(":\n");
+        for d in deleted {
+            s.push_str(d);
+            s.push('\n');
+        }
+        s.push('\n');
+    }
+    s.push_str(&format!(
+        "Total reclaimed space: {}\n",
+        human_size(space_reclaimed)
+    ));
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

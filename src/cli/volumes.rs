@@ -219,19 +219,7 @@ pub async fn main(client: &Client, cmd: VolumeCommand) -> Result<i32> {
                     deleted,
                     space_reclaimed,
                 } => {
-                    let mut s = String::new();
-                    if !deleted.is_empty() {
-                        s.push_str("Deleted Volumes:\n");
-                        for d in deleted {
-                            s.push_str(&d);
-                            s.push('\n');
-                        }
-                        s.push('\n');
-                    }
-                    s.push_str(&format!(
-                        "Total reclaimed space: {}\n",
-                        output::human_size(space_reclaimed)
-                    ));
+                    let s = output::prune_report("Deleted Volumes", &deleted, space_reclaimed);
                     output::print(&s);
                     Ok(0)
                 }
