@@ -90,8 +90,11 @@ pub async fn launch(l: Launch<'_>) -> Result<Started, String> {
         .read_line(&mut line)
         .await
         .map_err(|e| format!("read monitor report: {e}"))?;
-    // The first process exits once the monitor has detached; reap it.
-    let _ = child.wait().await;
+    // The first process exits once the monitor has detached; reap it without making the caller wait
+    // for the SIGCHLD round trip.
+    tokio::spawn(async move {
+        let _ = child.wait().await;
+    });
     let report: Report = serde_json::from_str(line.trim())
         .map_err(|_| format!("monitor failed without a report: {:?}", line.trim()))?;
     if let Some(e) = report.error {
