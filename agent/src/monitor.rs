@@ -114,16 +114,16 @@ pub async fn launch(l: Launch<'_>) -> Result<Started, String> {
 
 /// Lets a held container exec its program (the monitor's START frame) and waits for the answer.
 pub async fn release(socket: &Path) -> Result<(), String> {
+    use runtime::monitor::frame::{self, START};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    const START: u8 = 5;
     let s = runtime::unix_socket::connect(socket).map_err(|e| format!("reach monitor: {e}"))?;
     s.set_nonblocking(true).map_err(|e| e.to_string())?;
     let mut s = tokio::net::UnixStream::from_std(s).map_err(|e| e.to_string())?;
-    s.write_all(&[START, 0, 0, 0, 0, 0, 0, 0])
+    s.write_all(&frame::header(START, 0))
         .await
         .map_err(|e| format!("start: {e}"))?;
     // Skip output frames that may arrive first; the answer is the START frame.
-    let mut header = [0u8; 8];
+    let mut header = [0u8; frame::HEADER_LEN];
     loop {
         s.read_exact(&mut header)
             .await

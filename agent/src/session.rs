@@ -14,13 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 
 use crate::names::random_hex;
-
-/// Monitor socket frame kinds (Docker's multiplexed stream numbering, plus control frames).
-const FRAME_STDIN: u8 = 0;
-const FRAME_STDOUT: u8 = 1;
-const FRAME_STDERR: u8 = 2;
-const FRAME_RESIZE: u8 = 3;
-const FRAME_CLOSE_STDIN: u8 = 4;
+use runtime::monitor::frame;
 
 /// Live exec sessions with a terminal, so a resize can reach their pty.
 #[derive(Default)]
@@ -54,11 +48,10 @@ impl Sessions {
     }
 }
 
-fn frame(kind: u8, data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(8 + data.len());
-    out.extend_from_slice(&[kind, 0, 0, 0]);
-    out.extend_from_slice(&(data.len() as u32).to_be_bytes());
-    out.extend_from_slice(data);
+/// One frame of the monitor socket's wire format (runtime::monitor::frame).
+fn encode_frame(kind: u8, data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(frame::HEADER_LEN + data.len());
+    frame::encode(kind, data, &mut out);
     out
 }
 
@@ -76,7 +69,7 @@ pub async fn resize_main(socket: &Path, size: WindowSize) -> Result<(), ApiError
     let mut payload = Vec::with_capacity(4);
     payload.extend_from_slice(&size.rows.to_be_bytes());
     payload.extend_from_slice(&size.cols.to_be_bytes());
-    s.write_all(&frame(FRAME_RESIZE, &payload))
+    s.write_all(&encode_frame(frame::RESIZE, &payload))
         .await
         .map_err(|e| ApiError::internal(format!("resize: {e}")))
 }
@@ -116,7 +109,7 @@ pub async fn relay_attach<F>(
                 match recv.read(&mut buf).await {
                     Ok(Some(n)) => {
                         if mon_w
-                            .write_all(&frame(FRAME_STDIN, &buf[..n]))
+                            .write_all(&encode_frame(frame::STDIN, &buf[..n]))
                             .await
                             .is_err()
                         {
@@ -125,7 +118,9 @@ pub async fn relay_attach<F>(
                     }
                     // The caller finished its input: the container's stdin ends too.
                     Ok(None) => {
-                        let _ = mon_w.write_all(&frame(FRAME_CLOSE_STDIN, &[])).await;
+                        let _ = mon_w
+                            .write_all(&encode_frame(frame::CLOSE_STDIN, &[]))
+                            .await;
                         break;
                     }
                     // A reset is a detach (Ctrl-P Ctrl-Q): the container keeps its stdin.
@@ -136,7 +131,7 @@ pub async fn relay_attach<F>(
         std::future::pending::<()>().await
     };
     let output = async {
-        let mut header = [0u8; 8];
+        let mut header = [0u8; frame::HEADER_LEN];
         loop {
             if mon_r.read_exact(&mut header).await.is_err() {
                 return;
@@ -147,8 +142,8 @@ pub async fn relay_attach<F>(
                 return;
             }
             let kind = match header[0] {
-                FRAME_STDOUT if opts.stdout => OutputKind::Stdout,
-                FRAME_STDERR if opts.stderr => OutputKind::Stderr,
+                frame::STDOUT if opts.stdout => OutputKind::Stdout,
+                frame::STDERR if opts.stderr => OutputKind::Stderr,
                 _ => continue,
             };
             if session::write_output(&mut send, kind, &data).await.is_err() {
