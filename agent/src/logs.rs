@@ -21,11 +21,7 @@ fn parse(line: &str) -> Option<LogChunk> {
         "stderr" => OutputStream::Stderr,
         _ => OutputStream::Stdout,
     };
-    let timestamp = humantime::parse_rfc3339(&l.time)
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0);
+    let timestamp = crate::record::rfc3339_nanos(&l.time).unwrap_or(0);
     Some(LogChunk {
         stream,
         timestamp,

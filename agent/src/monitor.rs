@@ -176,9 +176,7 @@ pub fn read_exit(path: &Path) -> Option<ExitInfo> {
     let f: ExitFile = serde_json::from_slice(&data).ok()?;
     let finished_at = f
         .finished_at
-        .and_then(|t| humantime::parse_rfc3339(&t).ok())
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| d.as_nanos() as i64)
+        .and_then(|t| crate::record::rfc3339_nanos(&t))
         .unwrap_or_else(crate::record::now_nanos);
     Some(ExitInfo {
         exit_code: f.exit_code,

@@ -73,3 +73,11 @@ pub fn now_nanos() -> i64 {
         .map(|d| d.as_nanos() as i64)
         .unwrap_or(0)
 }
+
+/// Unix nanoseconds of an RFC 3339 time (as the monitor writes them); `None` if it is not one.
+pub fn rfc3339_nanos(text: &str) -> Option<i64> {
+    humantime::parse_rfc3339(text)
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos() as i64)
+}
