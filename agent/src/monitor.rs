@@ -9,6 +9,10 @@ use serde::Deserialize;
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
+/// How long a monitor may take to set its container up and report; a create never hangs on a stuck
+/// one.
+const REPORT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// How to start one container's monitor.
 pub struct Launch<'a> {
     pub berth: &'a Path,
@@ -86,10 +90,17 @@ pub async fn launch(l: Launch<'_>) -> Result<Started, String> {
     let mut child = cmd.spawn().map_err(|e| format!("start monitor: {e}"))?;
     let stdout = child.stdout.take().ok_or("monitor has no stdout")?;
     let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .await
-        .map_err(|e| format!("read monitor report: {e}"))?;
+    let mut reader = BufReader::new(stdout);
+    match tokio::time::timeout(REPORT_TIMEOUT, reader.read_line(&mut line)).await {
+        Ok(read) => read.map_err(|e| format!("read monitor report: {e}"))?,
+        Err(_) => {
+            let _ = child.start_kill();
+            return Err(format!(
+                "the monitor did not report within {} s",
+                REPORT_TIMEOUT.as_secs()
+            ));
+        }
+    };
     // The first process exits once the monitor has detached; reap it without making the caller wait
     // for the SIGCHLD round trip.
     tokio::spawn(async move {
