@@ -200,13 +200,15 @@ impl ContainerActor {
             Some(_) => None,
             None => Some(self.launch_monitor()),
         };
-        let socket = self.paths.socket();
+        let (socket, exit_file) = (self.paths.socket(), self.paths.exit_file());
         let work = async move {
             let started = match launch {
                 Some(l) => Some(l.await?),
                 None => None,
             };
-            monitor::release(&socket).await.map(|()| started)
+            monitor::release(&socket, &exit_file)
+                .await
+                .map(|()| started)
         };
         Box::pin(
             actix::fut::wrap_future::<_, Self>(work).map(|res, act, ctx| {
@@ -224,6 +226,13 @@ impl ContainerActor {
                 act.record.manually_stopped = false;
                 act.record.oom_killed = false;
                 act.commit()?;
+                // A program that ended before we got here had its exit ignored (the container was
+                // not yet running): apply it now.
+                if act.live_monitor().is_none() {
+                    act.generation += 1;
+                    let g = act.generation;
+                    act.on_exit(g, ctx);
+                }
                 Ok(())
             }),
         )

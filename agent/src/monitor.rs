@@ -124,7 +124,7 @@ pub async fn launch(l: Launch<'_>) -> Result<Started, String> {
 }
 
 /// Lets a held container exec its program (the monitor's START frame) and waits for the answer.
-pub async fn release(socket: &Path) -> Result<(), String> {
+pub async fn release(socket: &Path, exit_file: &Path) -> Result<(), String> {
     use runtime::monitor::frame::{self, START};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let s = runtime::unix_socket::connect(socket).map_err(|e| format!("reach monitor: {e}"))?;
@@ -136,9 +136,15 @@ pub async fn release(socket: &Path) -> Result<(), String> {
     // Skip output frames that may arrive first; the answer is the START frame.
     let mut header = [0u8; frame::HEADER_LEN];
     loop {
-        s.read_exact(&mut header)
-            .await
-            .map_err(|_| "the container exited before it could start".to_string())?;
+        if s.read_exact(&mut header).await.is_err() {
+            // The monitor answers before it closes its clients; without an answer the container
+            // started only if it has already left its exit record.
+            return if exit_file.exists() {
+                Ok(())
+            } else {
+                Err("the container exited before it could start".to_string())
+            };
+        }
         let len = u32::from_be_bytes([header[4], header[5], header[6], header[7]]) as usize;
         let mut payload = vec![0u8; len];
         s.read_exact(&mut payload)
