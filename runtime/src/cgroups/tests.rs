@@ -517,6 +517,43 @@ fn procs_lists_added_child_and_open_finds_it() {
 }
 
 #[test]
+fn self_join_moves_a_single_threaded_child_into_every_hierarchy() {
+    let layout = match host() {
+        Ok(l) => l,
+        Err(why) => skip!("{why}"),
+    };
+    let g = Guard::new(layout);
+    let path = g.path("selfjoin");
+    let cg = Cgroup::create_in(layout, &path, None).expect("create");
+    let Some(join) = cg.self_join().expect("self_join") else {
+        assert!(
+            matches!(layout, Layout::V2 { .. }),
+            "v1 must offer a self-join"
+        );
+        skip!("cgroup v2 places processes only from outside");
+    };
+    let child = Child::spawn(move || match join.enter() {
+        Ok(()) => sleep_forever(),
+        Err(_) => 3,
+    });
+    assert!(!member_of(child.pid, Some(Controller::Memory), &path));
+    child.start();
+    assert!(
+        wait_until(Duration::from_secs(5), || cg.procs().ok()
+            == Some(vec![child.pid])),
+        "the child never appeared in the cgroup"
+    );
+    for c in [Controller::Memory, Controller::Pids, Controller::Cpu] {
+        if has(layout, c) {
+            assert!(
+                member_of(child.pid, Some(c), &path),
+                "not in the {c:?} hierarchy"
+            );
+        }
+    }
+}
+
+#[test]
 fn freeze_and_thaw_stop_and_resume_a_child() {
     let layout = match host() {
         Ok(l) => l,

@@ -357,6 +357,19 @@ impl V1 {
         Ok(())
     }
 
+    /// Each joined hierarchy's `tasks`, opened close-on-exec for [`super::SelfJoin`].
+    pub(crate) fn tasks_files(&self) -> Result<Vec<File>, CgroupError> {
+        self.active()
+            .map(|d| {
+                let path = d.dir.join("tasks");
+                File::options()
+                    .write(true)
+                    .open(&path)
+                    .map_err(|e| fsutil::io_error("opening", &path, e))
+            })
+            .collect()
+    }
+
     pub(crate) fn add_task(&self, pid: Pid) -> Result<(), CgroupError> {
         let value = pid.to_string();
         for d in self.active() {

@@ -128,6 +128,10 @@ impl Runtime {
             .as_ref()
             .and_then(|l| l.resources().as_ref());
         let cgroup = Cgroup::create(&cgroup_path, resources)?;
+        let self_join = cgroup.self_join();
+        cleanup.cgroup = Some(cgroup);
+        plan.cgroup = self_join?;
+        let joins_itself = plan.cgroup.is_some();
 
         let (parent, child) = sync::pair().map_err(|e| Error::io("socketpair", e))?;
         if let Some(pidns) = &namespaces.join_pid {
@@ -142,9 +146,9 @@ impl Runtime {
         drop(child);
         drop(plan);
         cleanup.child = Some(pid);
-        let added = cgroup.add_task(pid);
-        cleanup.cgroup = Some(cgroup);
-        added?;
+        if let Some(cgroup) = cleanup.cgroup.as_ref().filter(|_| !joins_itself) {
+            cgroup.add_task(pid)?;
+        }
 
         parent
             .send(&Msg::Setup)

@@ -22,7 +22,7 @@ use super::create::{clone_init, CreateOptions, Launch, Launched};
 use super::run::{forward_signals, relay_terminal, wait_exit};
 use super::{plan, Runtime};
 use crate::bundle::Bundle;
-use crate::cgroups::Cgroup;
+use crate::cgroups::{Cgroup, SelfJoin};
 use crate::error::{Error, Result};
 use crate::init::{self, InitError, ProcessPlan};
 use crate::state::{Record, Status};
@@ -104,6 +104,8 @@ struct ExecPlan {
     terminal: bool,
     console_size: Option<(u16, u16)>,
     console_socket: Option<OwnedFd>,
+    /// Set when the child moves itself into the container's cgroup (cgroup v1).
+    cgroup: Option<SelfJoin>,
 }
 
 impl Runtime {
@@ -164,7 +166,9 @@ impl Runtime {
                 .console_size()
                 .map(|b| (b.height() as u16, b.width() as u16)),
             console_socket,
+            cgroup: cgroup.self_join()?,
         };
+        let joins_itself = exec_plan.cgroup.is_some();
 
         let (parent, child) = sync::pair().map_err(|e| Error::io("socketpair", e))?;
         if let Some(fd) = &pidns {
@@ -184,7 +188,9 @@ impl Runtime {
             reason,
         };
 
-        cgroup.add_task(pid)?;
+        if !joins_itself {
+            cgroup.add_task(pid)?;
+        }
         parent
             .send(&Msg::Setup)
             .map_err(|e| fail(format!("the process did not take the setup message: {e}")))?;
@@ -339,6 +345,11 @@ fn exec_setup(plan: &ExecPlan, chan: &Channel) -> Result<std::ffi::CString, Init
     // while we still hold host privileges (CVE-2019-5736).
     // SAFETY: plain prctl with integer arguments.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    if let Some(cgroup) = &plan.cgroup {
+        cgroup
+            .enter()
+            .map_err(|e| err("joining the container's cgroup", &e))?;
+    }
     // Everything but stdio and what we still need goes, so no host fd leaks in (CVE-2024-21626).
     let mut keep: Vec<RawFd> = vec![chan.raw()];
     keep.extend(plan.join.iter().map(|(_, fd)| fd.as_raw_fd()));

@@ -177,6 +177,7 @@ pub fn build(
         console,
         start,
         preserve_fds,
+        cgroup: None,
     };
     Ok((plan, Namespaces { clone, join_pid }))
 }

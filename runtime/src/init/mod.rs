@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use nix::sched::CloneFlags;
 
-use crate::cgroups::V1Hierarchy;
+use crate::cgroups::{SelfJoin, V1Hierarchy};
 use crate::console;
 use crate::seccomp::Filter;
 use crate::sync::{Channel, Msg};
@@ -83,6 +83,8 @@ pub struct InitPlan {
     pub start: StartSignal,
     /// Fds 3..3+N passed through to the program (`--preserve-fds`).
     pub preserve_fds: i32,
+    /// Set when the init moves itself into its cgroup (cgroup v1) instead of being moved.
+    pub cgroup: Option<SelfJoin>,
 }
 
 /// Runs in the cloned child; never returns.
@@ -114,6 +116,11 @@ fn setup_and_exec(plan: &InitPlan, chan: &Channel) -> Result<Never, InitError> {
     // memory while we set up (CVE-2019-5736).
     // SAFETY: plain prctl with integer arguments.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    if let Some(cgroup) = &plan.cgroup {
+        cgroup
+            .enter()
+            .map_err(|e| err("joining the container's cgroup", e))?;
+    }
     close_inherited_fds(plan, chan)?;
     // Ignored signals survive execve; the program must not inherit ours (Rust ignores SIGPIPE).
     crate::container::exec::reset_signal_dispositions();
