@@ -27,7 +27,7 @@ done
 berth="${CARGO_TARGET_DIR:-$repo/target}/release/berth"
 if [ "$build" = 1 ]; then
     log "building berth (release)"
-    (cd "$repo" && nice cargo build --release --bin berth)
+    (cd "$repo" && nice cargo build --release --bin berth --bin berth-shim)
 fi
 
 work=$(mktemp -d /tmp/berth-engine-bench-XXXXXX)
@@ -83,9 +83,9 @@ start=$(date +%s.%N)
 for i in $(seq "$containers"); do "$berth" run -d --network none busybox sleep 1000 >/dev/null; done
 started=$(date +%s.%N)
 busy_rss=$(rss_kb "$daemon_pid")
-pss=$(for p in $(pgrep -f "berth shim"); do awk '/^Pss:/ {print $2}' "/proc/$p/smaps_rollup"; done \
+pss=$(for p in $(pgrep -x "berth-shim"); do awk '/^Pss:/ {print $2}' "/proc/$p/smaps_rollup"; done \
     | sort -n | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]; else print 0}')
-monitors=$(pgrep -fc "berth shim" || true)
+monitors=$(pgrep -xc "berth-shim" || true)
 "$berth" rm -f $("$berth" ps -aq) >/dev/null
 removed=$(date +%s.%N)
 
@@ -113,7 +113,7 @@ lines = [
     "",
     f"- {n} × `berth run -d sleep`: {float(t1)-float(t0):.2f} s; `rm -f` of all: {float(t2)-float(t1):.2f} s (docker: ≈ 4 s for 20 starts here).",
     f"- Daemon (controller + agent) RSS: {int(idle)/1024:.1f} MB idle, {int(busy)/1024:.1f} MB with {n} containers running (dockerd + containerd ≈ 134 MB idle).",
-    f"- Monitor (`berth shim`) PSS, median of {monitors}: {int(pss)/1024:.2f} MB (conmon 0.41 MB, containerd-shim-runc-v2 2.9 MB).",
+    f"- Monitor (`berth-shim`) PSS, median of {monitors}: {int(pss)/1024:.2f} MB (conmon 0.41 MB, containerd-shim-runc-v2 2.9 MB).",
     "<!-- engine:end -->",
 ]
 text = open(path).read() if __import__("os").path.exists(path) else "# Benchmarks\n"

@@ -1,4 +1,4 @@
-//! The per-container monitor (`berth shim`) and `berth runtime exec`, end to end through the built
+//! The per-container monitor (`berth-shim`) and `berth runtime exec`, end to end through the built
 //! binary on the real kernel: the report line, the json-file log, the exit file, attach (pipes and
 //! tty, stdin, resize), surviving the starter's death, cleanup, memory; exec's view of the container,
 //! exit codes, errors and terminals.
@@ -18,8 +18,9 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::Value;
 
-fn berth() -> &'static str {
-    env!("CARGO_BIN_EXE_berth")
+/// The monitor binary the agent starts for every container.
+fn shim() -> &'static str {
+    env!("CARGO_BIN_EXE_berth-shim")
 }
 
 // ---------------------------------------------------------------------------
@@ -63,7 +64,6 @@ impl<'a> Monitors<'a> {
     fn argv(&self, b: &Bundle, id: &str, extra: &[&str]) -> (Vec<String>, [PathBuf; 3]) {
         let (log, exit, sock) = self.paths(id);
         let mut argv: Vec<String> = [
-            "shim",
             "--runtime-root",
             s(&self.ctx.root),
             "--bundle",
@@ -84,7 +84,7 @@ impl<'a> Monitors<'a> {
         (argv, [log, exit, sock])
     }
 
-    /// Runs `berth shim` for the bundle and returns the report, panicking on an error report.
+    /// Runs `berth-shim` for the bundle and returns the report, panicking on an error report.
     fn start(&self, b: &Bundle, id: &str, extra: &[&str]) -> Shim {
         b.write();
         let (argv, [log, exit_file, socket]) = self.argv(b, id, extra);
@@ -148,13 +148,13 @@ impl Drop for Monitors<'_> {
 /// Runs `berth <argv>` with stdout on a pipe, reads the report until EOF (bounded), returns the parsed
 /// line and the exit status.
 fn run_shim(argv: &[String]) -> (Value, Option<i32>) {
-    let mut child = Command::new(berth())
+    let mut child = Command::new(shim())
         .args(argv)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn berth shim");
+        .expect("spawn berth-shim");
     let mut stdout = child.stdout.take().expect("stdout pipe");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -164,9 +164,9 @@ fn run_shim(argv: &[String]) -> (Value, Option<i32>) {
     });
     let Ok(text) = rx.recv_timeout(CMD_TIMEOUT) else {
         let _ = child.kill();
-        panic!("berth shim did not report within {CMD_TIMEOUT:?}");
+        panic!("berth-shim did not report within {CMD_TIMEOUT:?}");
     };
-    let status = child.wait().expect("wait for berth shim");
+    let status = child.wait().expect("wait for berth-shim");
     let mut stderr = String::new();
     if let Some(mut e) = child.stderr.take() {
         let _ = e.read_to_string(&mut stderr);
@@ -497,7 +497,7 @@ fn monitor_outlives_its_starter_and_records_a_kill() {
     cmd.arg("-c")
         .arg("\"$@\" > \"$REPORT\"; exec sleep 600")
         .arg("agent")
-        .arg(berth())
+        .arg(shim())
         .args(&argv)
         .env("REPORT", &report_path);
     let agent = ctx.spawn(&mut cmd);

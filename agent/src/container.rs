@@ -170,7 +170,7 @@ impl ContainerActor {
         async move {
             let runtime_root = shared.layout.runtime_root();
             monitor::launch(monitor::Launch {
-                berth: &shared.berth,
+                shim: &shared.shim,
                 runtime_root: &runtime_root,
                 bundle: &paths.dir,
                 id: &id,

@@ -58,6 +58,8 @@ pub enum AgentError {
     },
     #[error("agent cannot find its own binary: {0}")]
     Exe(std::io::Error),
+    #[error("the container monitor {} is missing (it is built and installed next to berth)", .0.display())]
+    NoShim(PathBuf),
     #[error("image store: {0}")]
     Images(runtime::image::ImageError),
     #[error("volume store: {0}")]
@@ -69,8 +71,10 @@ pub(crate) struct Shared {
     pub layout: Layout,
     pub node_name: String,
     pub node: Addr<NodeActor>,
-    /// The berth binary, run as each container's monitor and for exec.
+    /// The berth binary, run for exec (`berth runtime exec`).
     pub berth: PathBuf,
+    /// `berth-shim`, beside `berth`: each container's monitor.
+    pub shim: PathBuf,
     /// Exec sessions with a terminal, for resizes.
     pub sessions: session::Sessions,
     pub images: runtime::image::Store,
@@ -91,6 +95,10 @@ pub async fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
         std::fs::create_dir_all(&dir).map_err(|source| AgentError::Root { path: dir, source })?;
     }
     let berth = std::env::current_exe().map_err(AgentError::Exe)?;
+    let shim = berth.with_file_name("berth-shim");
+    if !shim.is_file() {
+        return Err(AgentError::NoShim(shim));
+    }
     let images = runtime::image::Store::open(layout.root()).map_err(AgentError::Images)?;
     let volumes = runtime::volume::VolumeStore::open(layout.root()).map_err(AgentError::Volumes)?;
     let node = NodeActor::new().start();
@@ -99,6 +107,7 @@ pub async fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
         node_name: config.node_name.clone(),
         node: node.clone(),
         berth,
+        shim,
         sessions: session::Sessions::default(),
         images,
         volumes,

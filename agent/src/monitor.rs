@@ -1,4 +1,4 @@
-//! The agent's side of a container's monitor (`berth shim`): starting it, learning when it is done,
+//! The agent's side of a container's monitor (`berth-shim`): starting it, learning when it is done,
 //! and reading the exit file it leaves. The monitor, not the agent, holds the container's stdio and
 //! reaps it, so containers outlive an agent crash or upgrade.
 
@@ -15,7 +15,8 @@ const REPORT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// How to start one container's monitor.
 pub struct Launch<'a> {
-    pub berth: &'a Path,
+    /// The `berth-shim` binary.
+    pub shim: &'a Path,
     pub runtime_root: &'a Path,
     pub bundle: &'a Path,
     pub id: &'a str,
@@ -61,9 +62,8 @@ struct ExitFile {
 
 /// Starts the monitor and waits for its one-line report: the container runs, or why it could not.
 pub async fn launch(l: Launch<'_>) -> Result<Started, String> {
-    let mut cmd = tokio::process::Command::new(l.berth);
-    cmd.arg("shim")
-        .arg("--runtime-root")
+    let mut cmd = tokio::process::Command::new(l.shim);
+    cmd.arg("--runtime-root")
         .arg(l.runtime_root)
         .arg("--bundle")
         .arg(l.bundle)

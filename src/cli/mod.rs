@@ -16,7 +16,6 @@ mod logs;
 mod output;
 mod parse;
 mod runtime;
-mod shim;
 mod system;
 mod volumes;
 
@@ -101,9 +100,6 @@ enum Command {
     Version(system::VersionCmd),
     /// The OCI runtime, command for command compatible with runc.
     Runtime(runtime::RuntimeArgs),
-    /// The per-container monitor the agent starts (internal).
-    #[command(hide = true)]
-    Shim(shim::ShimArgs),
 }
 
 #[derive(Subcommand)]
@@ -207,7 +203,6 @@ pub fn main() -> i32 {
         .unwrap_or_else(|| PathBuf::from(client::DEFAULT_CONFIG));
     match cli.command {
         Command::Runtime(args) => legacy(runtime::main(args)),
-        Command::Shim(args) => legacy(shim::main(args)),
         Command::Daemon(args) => match daemon::main(args) {
             Ok(code) => code,
             Err(e) => report_error(&e),
@@ -216,7 +211,7 @@ pub fn main() -> i32 {
     }
 }
 
-/// The runtime and shim keep runc's convention: errors exit 1.
+/// The runtime keeps runc's convention: errors exit 1.
 fn legacy(result: anyhow::Result<i32>) -> i32 {
     match result {
         Ok(code) => code,
@@ -281,7 +276,7 @@ async fn dispatch(client: &client::Client, cmd: Command) -> anyhow::Result<i32> 
         Command::Import(c) => images::import(client, c).await,
         Command::Images(c) => images::images(client, c).await,
         Command::Info(c) => system::info(client, c).await,
-        Command::Version(_) | Command::Daemon(_) | Command::Runtime(_) | Command::Shim(_) => {
+        Command::Version(_) | Command::Daemon(_) | Command::Runtime(_) => {
             Err(anyhow::anyhow!("internal: not a client verb"))
         }
     }
