@@ -102,8 +102,14 @@ impl Runtime {
             }
             return Ok(());
         }
-        nix::sys::signal::kill(record.pid(), signal)
-            .map_err(|e| Error::io(format!("signal container {id}"), e))
+        match crate::proc::signal(record.pid(), record.pid_start_time, signal) {
+            Err(nix::Error::ESRCH) => Err(Error::WrongState {
+                id: id.to_owned(),
+                status: Status::Stopped,
+                hint: "there is no process to signal",
+            }),
+            other => other.map_err(|e| Error::io(format!("signal container {id}"), e)),
+        }
     }
 
     /// Freezes every process of a running container.
@@ -162,7 +168,7 @@ impl Runtime {
                 })
             }
             _ => {
-                let _ = nix::sys::signal::kill(record.pid(), Signal::SIGKILL);
+                let _ = crate::proc::signal(record.pid(), record.pid_start_time, Signal::SIGKILL);
             }
         }
         destroy(&dir, &record)
