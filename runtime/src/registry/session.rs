@@ -120,6 +120,16 @@ impl Session {
         if resp.status().is_success() {
             return Ok(());
         }
+        if resp.status() == StatusCode::BAD_REQUEST && self.endpoint.base.starts_with("http://") {
+            // What a TLS server answers to plain HTTP.
+            return Err(RegistryError::Unreachable {
+                registry: self.endpoint.registry.clone(),
+                problem: format!(
+                    "it speaks HTTPS: give the daemon its CA as certs.d/{}/ca.crt",
+                    self.endpoint.registry
+                ),
+            });
+        }
         Err(self.status_error(format!("registry {}", self.endpoint.registry), resp))
     }
 
