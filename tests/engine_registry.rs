@@ -19,7 +19,7 @@ use registry::{host_arch, tar_files, Built, Comp, OciLayout, Options, Registry};
 
 /// Builds the test's usual image: busybox (gzip), a zstd layer, a plain layer.
 fn three_layers(d: &Daemon, layout: &OciLayout, marker: &str) -> Built {
-    let busybox = busybox(&d);
+    let busybox = busybox(d);
     let zstd = tar_files(&d.dir, &[("etc/layer2.txt", b"second layer (zstd)\n")]);
     let plain = tar_files(&d.dir, &[("etc/layer3.txt", marker.as_bytes())]);
     layout.image(
@@ -577,6 +577,8 @@ fn a_pull_killed_midway_leaves_nothing_partial() {
             .find(|e| e.metadata().map(|m| m.len() > 0).unwrap_or(false))
     });
     d.kill9();
+    // The CLI would only notice at its connection's idle timeout.
+    let _ = pull.kill();
     let _ = pull.wait();
     assert!(!big_blob.exists(), "a partial blob became visible");
     let layers = entries(&d.root.join("layers"));
