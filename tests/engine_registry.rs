@@ -338,6 +338,21 @@ fn push_is_seen_and_copied_back_by_skopeo() {
         out.stdout
     );
 
+    // The same layer under another repository of the registry is mounted, not uploaded again.
+    let second = reg.repo("second:v1");
+    d.import_busybox(&second);
+    let out = d.berth(&["push", &second]).ok();
+    assert!(
+        out.stdout.contains(": Mounted from pushed"),
+        "{}",
+        out.stdout
+    );
+    let log = fs::read_to_string(&reg.log).unwrap_or_default();
+    assert!(
+        log.contains("POST /v2/second/blobs/uploads/?mount=sha256:"),
+        "the registry saw the mount"
+    );
+
     let out = d.berth(&["push", &reg.repo("never-made:v1")]).fails(125);
     assert!(out.stderr.contains("no such image"), "{}", out.describe());
 }

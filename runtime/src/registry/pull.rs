@@ -135,16 +135,20 @@ pub fn pull(
         }
     }
     let id = Digest::try_from(manifest.config().digest())?;
-    let jobs = layer_jobs(store, &session, path, &manifest, &id)?;
-    for job in &jobs {
-        let status = if store.has_layer(&job.chain) && store.has_blob(&job.blob) {
+    let mut missing = Vec::new();
+    for job in layer_jobs(store, &session, path, &manifest, &id)? {
+        let present = store.has_layer(&job.chain) && store.has_blob(&job.blob);
+        let status = if present {
             "Already exists"
         } else {
             "Pulling fs layer"
         };
         progress(Progress::line(Some(job.blob.short()), status));
+        if !present {
+            missing.push(job);
+        }
     }
-    pull_layers(store, &session, path, &jobs, coalesce, progress)?;
+    pull_layers(store, &session, path, &missing, coalesce, progress)?;
     store.add_image_manifest(&bytes, std::slice::from_ref(reference))?;
     progress(Progress::line(None, format!("Digest: {digest}")));
     progress(Progress::line(

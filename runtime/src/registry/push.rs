@@ -2,6 +2,7 @@
 //! them from another repository of the same registry when the image is known there), then its
 //! manifest, byte for byte, under the tag.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -51,16 +52,16 @@ pub fn push(
         other => other,
     })?;
     let path = reference.path();
-    // Another repository of the same registry holding this image can lend its blobs.
-    let mount_from = image
-        .references
-        .iter()
-        .find(|r| r.domain() == reference.domain() && r.path() != path)
-        .map(|r| r.path().to_string());
+    let sources = mount_sources(store, reference);
     let mut scopes = vec![format!("repository:{path}:pull,push")];
-    if let Some(src) = &mount_from {
-        scopes.push(format!("repository:{src}:pull"));
-    }
+    let mut lenders: Vec<&String> = sources.values().collect();
+    lenders.sort();
+    lenders.dedup();
+    scopes.extend(
+        lenders
+            .into_iter()
+            .map(|src| format!("repository:{src}:pull")),
+    );
     let session = Session::new(
         config,
         reference.domain(),
@@ -85,14 +86,7 @@ pub fn push(
     for b in &blobs {
         progress(Progress::line(Some(b.short()), "Preparing"));
     }
-    push_blobs(
-        store,
-        &session,
-        path,
-        &blobs,
-        mount_from.as_deref(),
-        progress,
-    )?;
+    push_blobs(store, &session, path, &blobs, &sources, progress)?;
 
     let media_type = manifest::media_type_of(&bytes);
     let url = session.url(&format!("/v2/{path}/manifests/{tag}"));
@@ -125,12 +119,40 @@ pub fn push(
     })
 }
 
+/// Other repositories of the same registry that hold a blob of this image, by blob: stored images
+/// with a reference there came from (or went to) it, so the registry can mount the blob instead of
+/// receiving it again.
+fn mount_sources(store: &Store, reference: &Reference) -> HashMap<Digest, String> {
+    let mut sources = HashMap::new();
+    let Ok(images) = store.list() else {
+        return sources;
+    };
+    for summary in images {
+        let Some(lender) = summary
+            .references
+            .iter()
+            .find(|r| r.domain() == reference.domain() && r.path() != reference.path())
+        else {
+            continue;
+        };
+        let Ok(image) = store.resolve(&summary.id.to_string()) else {
+            continue;
+        };
+        for blob in image.layers.iter().map(|l| &l.digest).chain([&image.id]) {
+            sources
+                .entry(blob.clone())
+                .or_insert_with(|| lender.path().to_string());
+        }
+    }
+    sources
+}
+
 fn push_blobs(
     store: &Store,
     session: &Session,
     path: &str,
     blobs: &[Digest],
-    mount_from: Option<&str>,
+    sources: &HashMap<Digest, String>,
     progress: ProgressSink,
 ) -> Result<()> {
     let next = AtomicUsize::new(0);
@@ -143,7 +165,8 @@ fn push_blobs(
                     let Some(blob) = blobs.get(next.fetch_add(1, Ordering::Relaxed)) else {
                         break;
                     };
-                    match push_blob(store, session, path, blob, mount_from) {
+                    let lender = sources.get(blob).map(String::as_str);
+                    match push_blob(store, session, path, blob, lender) {
                         Ok(status) => progress(Progress::line(Some(blob.short()), status)),
                         Err(e) => {
                             failed.store(true, Ordering::Relaxed);
@@ -193,8 +216,8 @@ fn push_blob(
         b.body(())
             .map_err(|e| RegistryError::protocol(&start_url, e))
     })?;
-    if resp.status() == StatusCode::CREATED && mount_from.is_some() {
-        return Ok(format!("Mounted from {}", mount_from.unwrap_or_default()));
+    if let (StatusCode::CREATED, Some(src)) = (resp.status(), mount_from) {
+        return Ok(format!("Mounted from {src}"));
     }
     if resp.status() != StatusCode::ACCEPTED {
         return Err(session.status_error(what(), resp));
