@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use engine::{busybox_tarball, poll, Daemon, WAIT_TIMEOUT};
+use engine::{busybox_tarball, poll, Daemon, PtyProcess, WAIT_TIMEOUT};
 use registry::{host_arch, tar_files, Built, Comp, OciLayout, Options, Registry};
 
 /// Builds the test's usual image: busybox (gzip), a zstd layer, a plain layer.
@@ -153,6 +153,25 @@ fn pull_run_by_tag_and_digest_and_errors() {
         .berth(&["run", "--rm", &v2name, "cat", "/etc/v2.txt"])
         .ok();
     assert_eq!(run.stdout, "schema2\n");
+
+    // On a terminal: bars that end in each layer's final state, then the reference.
+    let mut v3 = layout_in(&d, "oci-v3");
+    let img3 = v3.image(
+        &[(tar_files(&d.dir, &[("etc/tty.txt", b"tty\n")]), Comp::Gzip)],
+        host_arch(),
+        &["sh"],
+    );
+    v3.tag("v3", &img3.manifest);
+    reg.put(&v3, "v3", "tty:v3", &[]);
+    let tty_name = reg.repo("tty:v3");
+    let mut p = PtyProcess::spawn(d.command(&["pull", &tty_name]), 24, 120);
+    assert_eq!(p.wait(), Some(0), "{}", p.screen());
+    let screen = p.expect(&tty_name);
+    assert!(screen.contains("Pull complete"), "{screen}");
+    assert!(
+        screen.contains("Status: Downloaded newer image"),
+        "{screen}"
+    );
 
     // Errors: one line each, exit 125.
     let out = d.berth(&["pull", &reg.repo("multi:nope")]).fails(125);
@@ -328,6 +347,14 @@ fn push_is_seen_and_copied_back_by_skopeo() {
     );
     assert!(copy.success(), "{}", copy.describe());
     assert!(back.join("index.json").is_file());
+
+    // Another node (daemon) pulls what was pushed: the layer is a plain tar, as import stored it.
+    let other = Daemon::start();
+    let run = other
+        .berth(&["run", "--rm", &name, "cat", "/etc/hello.txt"])
+        .ok();
+    assert_eq!(run.stdout, "from the image\n");
+    drop(other);
 
     // Pushing again finds every blob there.
     let out = d.berth(&["push", &name]).ok();
