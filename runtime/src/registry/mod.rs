@@ -16,6 +16,8 @@ mod manifest;
 mod pull;
 mod push;
 mod session;
+#[cfg(test)]
+mod tests;
 
 pub use auth::Credentials;
 pub use endpoint::RegistryConfig;
