@@ -131,13 +131,16 @@ fn unknown_containers_are_named() {
 fn missing_image_is_a_clear_error() {
     let d = Daemon::start();
     let image = unique("noimage");
-    let out = d.berth(&["run", &image]).fails(125);
+    // --pull never: no test reaches a registry it did not start.
+    let out = d.berth(&["run", "--pull", "never", &image]).fails(125);
     assert!(
         out.stderr.contains("no such image") && out.stderr.contains(&image),
         "{}",
         out.describe()
     );
-    let out = d.berth(&["create", &image, "true"]).fails(125);
+    let out = d
+        .berth(&["create", "--pull", "never", &image, "true"])
+        .fails(125);
     assert!(out.stderr.contains("no such image"), "{}", out.describe());
     assert_eq!(
         d.berth(&["ps", "-aq"]).ok().stdout,

@@ -2,6 +2,7 @@
 //! requests over the QUIC connection the agent dials.
 
 mod container;
+mod images;
 mod layout;
 mod lifecycle;
 mod logs;
@@ -42,6 +43,8 @@ pub struct AgentConfig {
     pub controller_name: String,
     /// The node's certificate, key and the cluster CA.
     pub identity: Identity,
+    /// How this node reaches registries (plain-HTTP hosts, per-registry CAs).
+    pub registry: runtime::registry::RegistryConfig,
 }
 
 /// Why the agent could not start.
@@ -79,6 +82,9 @@ pub(crate) struct Shared {
     pub sessions: session::Sessions,
     pub images: runtime::image::Store,
     pub volumes: runtime::volume::VolumeStore,
+    pub registry: runtime::registry::RegistryConfig,
+    /// Coalesces the blob fetches of concurrent pulls.
+    pub pulls: images::PullCoordinator,
 }
 
 /// A running agent; it lives as long as its actix System.
@@ -111,6 +117,8 @@ pub async fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
         sessions: session::Sessions::default(),
         images,
         volumes,
+        registry: config.registry.clone(),
+        pulls: images::PullCoordinator::default(),
     });
     node.do_send(node::Init(shared.clone()));
 

@@ -13,6 +13,7 @@ use protocol::messages::{
 use protocol::transport::Responder;
 
 use crate::container::{self, ContainerActor};
+use crate::images;
 use crate::logs::LogReader;
 use crate::node;
 use crate::session;
@@ -60,6 +61,8 @@ pub async fn handle(shared: Arc<Shared>, req: Request, responder: Responder) {
         }
         Request::Exec { container, config } => exec(&shared, &container, config, responder).await,
         Request::ImportImage(req) => storage::import(shared.clone(), req, responder).await,
+        Request::Pull(req) => images::pull(shared.clone(), req, responder).await,
+        Request::Push(req) => images::push(shared.clone(), req, responder).await,
         other => {
             let result = single(&shared, other).await;
             // The controller hears of the change before the caller does.
@@ -74,7 +77,10 @@ async fn single(shared: &Arc<Shared>, req: Request) -> Reply<Response> {
     match req {
         Request::Ping => Ok(Response::Pong),
         Request::Info => info(shared).await,
-        Request::Create(cfg) => {
+        Request::Create(mut cfg) => {
+            // Credentials are used for the pull and never stored with the container.
+            let auth = cfg.registry_auth.take();
+            let pulled = images::ensure_image(shared, &cfg.image, cfg.pull, auth).await?;
             let id = shared
                 .node
                 .send(node::Create(*cfg))
@@ -83,8 +89,10 @@ async fn single(shared: &Arc<Shared>, req: Request) -> Reply<Response> {
             Ok(Response::Created {
                 id,
                 warnings: Vec::new(),
+                pulled,
             })
         }
+        Request::Login { registry, auth } => images::login(shared, registry, auth).await,
         Request::Start { container } => done(ask(shared, &container, container::Start).await?),
         Request::Stop { container, timeout } => done(
             ask(

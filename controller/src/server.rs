@@ -216,7 +216,11 @@ async fn dispatch(shared: &Shared, req: Request, resp: Responder) -> Result<(), 
             resp.reply(answer).await
         }
         Request::Volume(v) => volume_request(shared, v, resp).await,
-        req @ (Request::ImportImage(_) | Request::Events { .. }) => match only_node(shared) {
+        req @ (Request::ImportImage(_)
+        | Request::Events { .. }
+        | Request::Pull(_)
+        | Request::Push(_)
+        | Request::Login { .. }) => match only_node(shared) {
             Ok((node, peer)) => relay_bytes(&peer, &node, &req, resp).await,
             Err(e) => resp.reply(Err(e)).await,
         },
@@ -230,8 +234,8 @@ async fn dispatch(shared: &Shared, req: Request, resp: Responder) -> Result<(), 
     }
 }
 
-/// The single connected node, for verbs that do not name one (import, events); with several
-/// nodes they need one named, which this version has no syntax for.
+/// The single connected node, for verbs that do not name one (import, events, pull, push,
+/// login); with several nodes they need one named, which this version has no syntax for.
 fn only_node(shared: &Shared) -> Result<(String, Peer), ApiError> {
     let mut peers = lock(&shared.nodes).connected_peers();
     match peers.len() {

@@ -147,6 +147,7 @@ async fn answer(
             resp.reply(Ok(Response::Created {
                 id,
                 warnings: vec![],
+                pulled: vec![],
             }))
             .await
         }

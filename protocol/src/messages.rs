@@ -367,6 +367,17 @@ pub enum Request {
         /// Docker-style filters.
         filters: Filters,
     },
+    /// Pull an image from its registry. Answer: stream of [`Response::Progress`].
+    Pull(RegistryTransfer),
+    /// Push a stored image to its registry. Answer: stream of [`Response::Progress`].
+    Push(RegistryTransfer),
+    /// Check credentials against a registry (`login`). Answer: [`Response::Done`].
+    Login {
+        /// `HOST[:PORT]`.
+        registry: String,
+        /// The credentials to check.
+        auth: RegistryAuth,
+    },
     /// Fleet or node events (`events`). Answer: stream of [`Response::Event`].
     Events {
         /// Only events at or after this time (unix nanoseconds).
@@ -383,6 +394,7 @@ impl Request {
     pub fn answer_shape(&self) -> AnswerShape {
         match self {
             Request::Logs { .. } | Request::Events { .. } => AnswerShape::Stream,
+            Request::Pull(_) | Request::Push(_) => AnswerShape::Stream,
             Request::Stats { stream: true, .. } => AnswerShape::Stream,
             Request::Exec { config, .. } if !config.detach => AnswerShape::Raw,
             Request::Attach { .. } => AnswerShape::Raw,
@@ -449,6 +461,9 @@ impl Request {
             },
             Request::ImportImage(_) => "import",
             Request::ListImages { .. } => "images",
+            Request::Pull(_) => "pull",
+            Request::Push(_) => "push",
+            Request::Login { .. } => "login",
             Request::Events { .. } => "events",
             Request::Report(_) => "report",
         }
@@ -684,6 +699,64 @@ pub struct ContainerConfig {
     pub stop_timeout: Option<u32>,
     /// Cluster placement constraints; ignored on a single host.
     pub placement: Placement,
+    /// `--pull`: whether the node pulls the image first.
+    pub pull: PullPolicy,
+    /// Credentials for the image's registry, used if the node pulls it; never stored.
+    pub registry_auth: Option<RegistryAuth>,
+}
+
+/// `run --pull`: when the node that runs the container pulls its image.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PullPolicy {
+    /// Only if the node does not have it (docker's default).
+    #[default]
+    Missing,
+    /// Every time.
+    Always,
+    /// Never: a missing image fails the create.
+    Never,
+}
+
+/// A user name and password (or token) for one registry. The CLI keeps them (`login`) and sends
+/// them with each request that may reach the registry; the node uses and forgets them.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistryAuth {
+    /// User name.
+    pub username: String,
+    /// Password or token.
+    pub password: String,
+}
+
+impl std::fmt::Debug for RegistryAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryAuth")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// `pull` and `push`: the image and the credentials for its registry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistryTransfer {
+    /// `name[:tag]` or `name@sha256:…`.
+    pub reference: String,
+    /// Credentials for the reference's registry, if the user logged in to it.
+    pub auth: Option<RegistryAuth>,
+}
+
+/// One step of a pull or push, as docker's JSON progress messages: `id` is a layer's short digest
+/// or a tag, `status` what happened (`Pull complete`, `Digest: sha256:…`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageProgress {
+    /// Layer short digest or tag, if the line is about one.
+    pub id: Option<String>,
+    /// What happened.
+    pub status: String,
+    /// Bytes done so far, while transferring.
+    pub current: Option<u64>,
+    /// Bytes in total, while transferring.
+    pub total: Option<u64>,
 }
 
 /// One mount of a container, typed by where its data lives.
@@ -872,6 +945,8 @@ pub enum Response {
         id: String,
         /// Non-fatal warnings to print.
         warnings: Vec<String>,
+        /// The progress of the pull the node made first, if it had to pull the image.
+        pulled: Vec<ImageProgress>,
     },
     /// `ps`.
     Containers(Vec<ContainerSummary>),
@@ -921,6 +996,8 @@ pub enum Response {
     Images(Vec<ImageSummary>),
     /// One item of `events`.
     Event(Event),
+    /// One step of `pull` or `push`.
+    Progress(ImageProgress),
 }
 
 /// Lifecycle state of a container, as Docker names it.

@@ -11,6 +11,7 @@ pub mod image;
 mod init;
 pub mod monitor;
 pub mod proc;
+pub mod registry;
 pub mod safe_path;
 pub mod seccomp;
 pub mod signal;

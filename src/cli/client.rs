@@ -3,7 +3,7 @@
 //! [`ApiError`] (so the exit code can follow its kind) and name the controller when it cannot
 //! be reached.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
@@ -27,6 +27,8 @@ pub struct Client {
     /// The controller connection.
     pub peer: Peer,
     _endpoint: quinn::Endpoint,
+    /// The client configuration file this client was made from.
+    config: PathBuf,
 }
 
 /// Turns a transport error into an error for the user, keeping an [`ApiError`] intact.
@@ -99,7 +101,13 @@ impl Client {
         Ok(Client {
             peer,
             _endpoint: endpoint,
+            config: path.to_path_buf(),
         })
+    }
+
+    /// The registry credentials file kept next to the client configuration.
+    pub fn credentials(&self) -> PathBuf {
+        super::credentials::path_for(&self.config)
     }
 
     /// A request with a single answer.

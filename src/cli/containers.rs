@@ -9,13 +9,13 @@ use anyhow::{bail, Context, Result};
 use clap::{ArgAction, Args};
 use protocol::messages::{
     ChangeKind, ContainerConfig, ContainerStats, ContainerSummary, ListOptions, NetworkMode,
-    Placement, Request, Resources, Response, RestartPolicy, WaitCondition,
+    Placement, PullPolicy, Request, Resources, Response, RestartPolicy, WaitCondition,
 };
 use serde_json::{json, Value};
 
 use super::client::{unexpected, Client};
 use super::output::{self, now_secs};
-use super::{exec, parse, report_error};
+use super::{credentials, exec, parse, registry, report_error};
 
 /// The flags `create` and `run` share (`docker create`'s).
 #[derive(Args, Debug, Clone)]
@@ -92,6 +92,9 @@ pub struct ContainerOpts {
     /// Remove the container when it exits.
     #[arg(long)]
     rm: bool,
+    /// Pull the image before creating: missing (default), always, never.
+    #[arg(long, default_value = "missing")]
+    pull: String,
     /// Run on this node (cluster placement).
     #[arg(long)]
     node: Option<String>,
@@ -200,6 +203,13 @@ impl ContainerOpts {
                 node: self.node.clone(),
                 constraints: self.constraint.clone(),
             },
+            pull: match self.pull.as_str() {
+                "missing" => PullPolicy::Missing,
+                "always" => PullPolicy::Always,
+                "never" => PullPolicy::Never,
+                other => bail!("invalid --pull {other:?}: use missing, always or never"),
+            },
+            registry_auth: None,
         })
     }
 }
@@ -402,9 +412,18 @@ pub fn start_failure_code(message: &str) -> Option<i32> {
 }
 
 /// Creates a container; prints warnings; returns its id.
-async fn create_container(client: &Client, cfg: ContainerConfig) -> Result<String> {
+async fn create_container(client: &Client, mut cfg: ContainerConfig) -> Result<String> {
+    if cfg.pull != PullPolicy::Never {
+        cfg.registry_auth = credentials::for_image(&client.credentials(), &cfg.image)?;
+    }
+    let (image, missing) = (cfg.image.clone(), cfg.pull == PullPolicy::Missing);
     match client.call(&Request::Create(Box::new(cfg))).await? {
-        Response::Created { id, warnings } => {
+        Response::Created {
+            id,
+            warnings,
+            pulled,
+        } => {
+            registry::print_pulled(&image, missing, &pulled);
             for w in warnings {
                 eprintln!("WARNING: {w}");
             }

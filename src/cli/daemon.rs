@@ -29,6 +29,13 @@ pub struct DaemonArgs {
     /// Node name (default: derived from the host name).
     #[arg(long = "node-name")]
     node_name: Option<String>,
+    /// A registry HOST[:PORT] spoken to over plain HTTP (loopback registries always are).
+    #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
+    insecure_registries: Vec<String>,
+    /// Directory of HOST:PORT/ca.crt files: the CA each registry's certificate must chain to
+    /// (default ROOT/certs.d).
+    #[arg(long = "registry-certs", value_name = "DIR")]
+    registry_certs: Option<PathBuf>,
 }
 
 fn init_logging() {
@@ -64,7 +71,15 @@ pub fn main(args: DaemonArgs) -> Result<i32> {
     let boot = bootstrap(&root, args.listen, &node)
         .with_context(|| format!("cannot set up certificates under {}", root.display()))?;
     let system = actix::System::new();
-    system.block_on(serve(root, args.listen, node, boot))
+    let registry = runtime::registry::RegistryConfig {
+        insecure: args.insecure_registries.clone(),
+        certs_dir: Some(
+            args.registry_certs
+                .clone()
+                .unwrap_or_else(|| root.join("certs.d")),
+        ),
+    };
+    system.block_on(serve(root, args.listen, node, boot, registry))
 }
 
 async fn serve(
@@ -72,6 +87,7 @@ async fn serve(
     listen: SocketAddr,
     node: String,
     boot: controller::Bootstrap,
+    registry: runtime::registry::RegistryConfig,
 ) -> Result<i32> {
     let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
@@ -90,6 +106,7 @@ async fn serve(
         controller_addr: controller::bootstrap::connect_addr(addr),
         controller_name: node.clone(),
         identity: boot.agent.clone(),
+        registry,
     };
     let _agent = agent::start(agent_cfg)
         .await

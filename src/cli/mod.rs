@@ -9,12 +9,14 @@
 
 mod client;
 mod containers;
+mod credentials;
 mod daemon;
 mod exec;
 mod images;
 mod logs;
 mod output;
 mod parse;
+mod registry;
 mod runtime;
 mod system;
 mod volumes;
@@ -94,6 +96,14 @@ enum Command {
     Import(images::ImportCmd),
     /// List images.
     Images(images::ImagesCmd),
+    /// Download an image from a registry.
+    Pull(registry::PullCmd),
+    /// Upload an image to a registry.
+    Push(registry::PushCmd),
+    /// Log in to a registry (credentials kept next to the client configuration).
+    Login(registry::LoginCmd),
+    /// Forget a registry's credentials.
+    Logout(registry::LogoutCmd),
     /// Cluster and node information.
     Info(system::InfoCmd),
     /// Client and server versions.
@@ -275,6 +285,10 @@ async fn dispatch(client: &client::Client, cmd: Command) -> anyhow::Result<i32> 
         Command::Volume(c) => volumes::main(client, c).await,
         Command::Import(c) => images::import(client, c).await,
         Command::Images(c) => images::images(client, c).await,
+        Command::Pull(c) => registry::pull(client, c).await,
+        Command::Push(c) => registry::push(client, c).await,
+        Command::Login(c) => registry::login(client, c).await,
+        Command::Logout(c) => registry::logout(client, c).await,
         Command::Info(c) => system::info(client, c).await,
         Command::Version(_) | Command::Daemon(_) | Command::Runtime(_) => {
             Err(anyhow::anyhow!("internal: not a client verb"))

@@ -419,7 +419,6 @@ impl Store {
         parent: Option<&Digest>,
         expected: Option<&Digest>,
     ) -> Result<LayerImport> {
-        let _gc = self.gc_shared()?;
         if let Some(p) = parent {
             if !self.has_layer(p) {
                 return Err(ImageError::Invalid(format!(
@@ -427,6 +426,19 @@ impl Store {
                 )));
             }
         }
+        self.import_layer_onto(reader, parent, expected)
+    }
+
+    /// [`Store::import_layer`] without requiring the parent to be stored yet: a pull that knows all
+    /// chain ids from the image config unpacks an image's layers in parallel, and registers the
+    /// image only once every layer is in.
+    pub fn import_layer_onto(
+        &self,
+        reader: impl Read,
+        parent: Option<&Digest>,
+        expected: Option<&Digest>,
+    ) -> Result<LayerImport> {
+        let _gc = self.gc_shared()?;
         let (tmp_blob, blob_file) = self.temp_blob()?;
         let mut tee = TeeReader::new(
             reader,
@@ -866,6 +878,37 @@ impl Store {
         }
         b.build()
             .map_err(|e| ImageError::corrupt("image manifest", e))
+    }
+
+    /// Registers a manifest received from elsewhere (a registry) exactly as its bytes are, so its
+    /// digest stays the one the registry and `name@sha256:` references know. Its config and layer
+    /// blobs must be stored already.
+    pub fn add_image_manifest(&self, bytes: &[u8], references: &[Reference]) -> Result<Image> {
+        let _gc = self.gc_shared()?;
+        let manifest = ImageManifest::from_reader(bytes)
+            .map_err(|e| ImageError::corrupt("image manifest", e))?;
+        let config = Digest::try_from(manifest.config().digest())?;
+        let mut needed = vec![config.clone()];
+        for l in manifest.layers() {
+            needed.push(Digest::try_from(l.digest())?);
+        }
+        if let Some(missing) = needed.iter().find(|d| !self.has_blob(d)) {
+            return Err(ImageError::Blob {
+                digest: missing.to_string(),
+                problem: "blob of the manifest is not in the store".into(),
+            });
+        }
+        let blob = self.write_blob_bytes(bytes)?;
+        self.update_index(|idx| {
+            idx.images
+                .insert(blob.digest.clone(), ImageRecord { config });
+            for r in references {
+                idx.references.insert(r.canonical(), blob.digest.clone());
+            }
+            Ok(())
+        })?;
+        let idx = self.read_index()?;
+        self.load_image(&idx, &blob.digest)
     }
 }
 
