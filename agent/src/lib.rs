@@ -2,6 +2,8 @@
 //! requests over the QUIC connection the agent dials.
 
 mod container;
+mod filesystem;
+mod images;
 mod layout;
 mod lifecycle;
 mod logs;
@@ -15,6 +17,7 @@ mod session;
 pub mod spec;
 mod storage;
 mod top;
+mod transfer;
 mod view;
 
 use std::net::SocketAddr;

@@ -216,8 +216,22 @@ async fn dispatch(shared: &Shared, req: Request, resp: Responder) -> Result<(), 
             resp.reply(answer).await
         }
         Request::Volume(v) => volume_request(shared, v, resp).await,
-        req @ (Request::ImportImage(_) | Request::Events { .. }) => match only_node(shared) {
+        req @ (Request::ImportImage(_)
+        | Request::LoadImage
+        | Request::SaveImages { .. }
+        | Request::Events { .. }) => match only_node(shared) {
             Ok((node, peer)) => relay_bytes(&peer, &node, &req, resp).await,
+            Err(e) => resp.reply(Err(e)).await,
+        },
+        req @ (Request::RemoveImage { .. }
+        | Request::TagImage { .. }
+        | Request::InspectImage { .. }
+        | Request::ImageHistory { .. }
+        | Request::ImagePrune { .. }) => match only_node(shared) {
+            Ok((node, peer)) => {
+                let answer = peer.request(&req).await.map_err(|e| node_error(&node, e));
+                resp.reply(answer).await
+            }
             Err(e) => resp.reply(Err(e)).await,
         },
         other => {
@@ -230,7 +244,7 @@ async fn dispatch(shared: &Shared, req: Request, resp: Responder) -> Result<(), 
     }
 }
 
-/// The single connected node, for verbs that do not name one (import, events); with several
+/// The single connected node, for verbs that do not name one (image verbs, events); with several
 /// nodes they need one named, which this version has no syntax for.
 fn only_node(shared: &Shared) -> Result<(String, Peer), ApiError> {
     let mut peers = lock(&shared.nodes).connected_peers();
@@ -393,7 +407,7 @@ async fn container_request(
             }
             resp.reply(answer).await
         }
-        AnswerShape::Stream | AnswerShape::Raw | AnswerShape::Upload => {
+        AnswerShape::Stream | AnswerShape::Raw | AnswerShape::Upload | AnswerShape::Download => {
             relay_bytes(&peer, &node, &req, resp).await
         }
     }

@@ -11,6 +11,7 @@ mod client;
 mod containers;
 mod daemon;
 mod exec;
+mod filesystem;
 mod images;
 mod logs;
 mod output;
@@ -18,6 +19,7 @@ mod parse;
 mod runtime;
 mod shim;
 mod system;
+mod transfer;
 mod volumes;
 
 use std::fmt;
@@ -95,6 +97,25 @@ enum Command {
     Import(images::ImportCmd),
     /// List images.
     Images(images::ImagesCmd),
+    /// Image management.
+    #[command(subcommand)]
+    Image(images::ImageCommand),
+    /// Load images from a tar archive (docker save or OCI layout).
+    Load(images::LoadCmd),
+    /// Save images to a tar archive.
+    Save(images::SaveCmd),
+    /// Remove images.
+    Rmi(images::RmiCmd),
+    /// Add a name to an image.
+    Tag(images::TagCmd),
+    /// The history of an image.
+    History(images::HistoryCmd),
+    /// Make an image from a container's changes.
+    Commit(filesystem::CommitCmd),
+    /// Write a container's file system as a tar archive.
+    Export(filesystem::ExportCmd),
+    /// Copy files between a container and the host.
+    Cp(filesystem::CpCmd),
     /// Cluster and node information.
     Info(system::InfoCmd),
     /// Client and server versions.
@@ -280,6 +301,15 @@ async fn dispatch(client: &client::Client, cmd: Command) -> anyhow::Result<i32> 
         Command::Volume(c) => volumes::main(client, c).await,
         Command::Import(c) => images::import(client, c).await,
         Command::Images(c) => images::images(client, c).await,
+        Command::Image(c) => images::image(client, c).await,
+        Command::Load(c) => images::load(client, c).await,
+        Command::Save(c) => images::save(client, c).await,
+        Command::Rmi(c) => images::rmi(client, c).await,
+        Command::Tag(c) => images::tag(client, c).await,
+        Command::History(c) => images::history(client, c).await,
+        Command::Commit(c) => filesystem::commit(client, c).await,
+        Command::Export(c) => filesystem::export(client, c).await,
+        Command::Cp(c) => filesystem::cp(client, c).await,
         Command::Info(c) => system::info(client, c).await,
         Command::Version(_) | Command::Daemon(_) | Command::Runtime(_) | Command::Shim(_) => {
             Err(anyhow::anyhow!("internal: not a client verb"))

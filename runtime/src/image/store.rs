@@ -867,6 +867,48 @@ impl Store {
         b.build()
             .map_err(|e| ImageError::corrupt("image manifest", e))
     }
+
+    /// Removes what a failed multi-step writer (a load) added: those of `blobs` and `layers` that no
+    /// image references. Call it after dropping the [`WriteGuard`].
+    pub fn discard_unused(&self, blobs: &[Digest], layers: &[Digest]) -> Result<()> {
+        let _gc = self.gc_exclusive()?;
+        let idx = self.read_index()?;
+        let mut live_blobs = BTreeSet::new();
+        let mut live_layers = BTreeSet::new();
+        for m in idx.images.keys() {
+            let (b, l) = self.image_content(m)?;
+            live_blobs.extend(b);
+            live_layers.extend(l);
+        }
+        for b in blobs.iter().filter(|b| !live_blobs.contains(*b)) {
+            match fs::remove_file(self.blob_path(b)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(ImageError::io(format!("remove blob {b}"), e)),
+            }
+        }
+        for l in layers.iter().rev().filter(|l| !live_layers.contains(*l)) {
+            let doomed = self
+                .layers
+                .join(format!("{TMP_PREFIX}rm-{}", fsutil::random_hex(8)));
+            if fs::rename(self.layers.join(l.hex()), &doomed).is_ok() {
+                fs::remove_dir_all(&doomed)
+                    .map_err(|e| ImageError::io(format!("remove layer {l}"), e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes every reference to an image but keeps the image (dangling) and its content: `rmi -f`
+    /// of an image a container still runs from.
+    pub fn untag_all(&self, name_or_id: &str) -> Result<Vec<Reference>> {
+        self.update_index(|idx| {
+            let manifest = self.find(idx, name_or_id)?;
+            let untagged = idx.references_to(&manifest);
+            idx.references.retain(|_, m| *m != manifest);
+            Ok(untagged)
+        })
+    }
 }
 
 fn check_expected(expected: Option<&Digest>, actual: &Digest) -> Result<()> {
