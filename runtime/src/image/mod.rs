@@ -13,6 +13,7 @@ mod digest;
 mod error;
 pub(crate) mod fsutil;
 mod import;
+mod pipeline;
 mod reference;
 mod store;
 mod tarstream;

@@ -34,6 +34,7 @@ use super::compression::{Compression, Decoder, MAGIC_LEN};
 use super::digest::{Digest, HashingReader, TeeReader};
 use super::error::{ImageError, Result};
 use super::fsutil::{self, FileLock};
+use super::pipeline::chunk_channel;
 use super::reference::Reference;
 use super::unpack::{unpack_layer, UnpackStats};
 
@@ -415,7 +416,7 @@ impl Store {
     /// promised, checked before anything becomes visible.
     pub fn import_layer(
         &self,
-        reader: impl Read,
+        reader: impl Read + Send,
         parent: Option<&Digest>,
         expected: Option<&Digest>,
     ) -> Result<LayerImport> {
@@ -455,13 +456,28 @@ impl Store {
             STREAM_BUFFER,
             io::Cursor::new(prefix[..n].to_vec()).chain(tee),
         );
-        let decoder = Decoder::new(compression, input)
-            .map_err(|e| ImageError::io("start decompressing the layer", e))?;
-        let mut diff = DiffHasher {
-            inner: decoder,
-            hasher: (compression != Compression::None).then(Sha256::new),
-        };
-        let stats = unpack_layer(&mut diff, &diff_dir).map_err(|e| match e {
+        // Reading, hashing, storing and decompressing on one thread; unpacking on this one.
+        let (chunks, unpacked_input) = chunk_channel();
+        let (stats, produced) = std::thread::scope(|scope| {
+            let producer = scope.spawn(move || {
+                let decoder = Decoder::new(compression, input)?;
+                let mut diff = DiffHasher {
+                    inner: decoder,
+                    hasher: (compression != Compression::None).then(Sha256::new),
+                };
+                if !chunks.pump(&mut diff)? {
+                    return Ok(None);
+                }
+                let diff_digest = diff.hasher.take().map(Digest::from_hasher);
+                let mut input = diff.inner.into_inner();
+                io::copy(&mut input, &mut io::sink())?;
+                let (_, tee) = input.into_inner().into_inner();
+                Ok::<_, io::Error>(Some((diff_digest, tee.finish())))
+            });
+            let stats = unpack_layer(unpacked_input, &diff_dir);
+            (stats, producer.join())
+        });
+        let stats = stats.map_err(|e| match e {
             // Decompression errors surface as read errors of the archive.
             ImageError::Archive { offset, problem } => ImageError::Archive {
                 offset,
@@ -469,12 +485,10 @@ impl Store {
             },
             other => other,
         })?;
-        let diff_digest = diff.hasher.take().map(Digest::from_hasher);
-        let mut input = diff.inner.into_inner();
-        io::copy(&mut input, &mut io::sink())
-            .map_err(|e| ImageError::io("read the end of the layer archive", e))?;
-        let (_, tee) = input.into_inner().into_inner();
-        let (writer, blob_digest, blob_size) = tee.finish();
+        let (diff_digest, (writer, blob_digest, blob_size)) = produced
+            .map_err(|_| ImageError::Invalid("the layer reader thread panicked".into()))?
+            .map_err(|e| ImageError::io("read the end of the layer archive", e))?
+            .ok_or_else(|| ImageError::Invalid("the layer unpacker stopped early".into()))?;
         let blob_file = writer
             .into_inner()
             .map_err(|e| ImageError::io("write layer blob", e.into_error()))?;
