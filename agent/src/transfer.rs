@@ -35,6 +35,8 @@ where
         match body.read(&mut chunk).await {
             Ok(Some(n)) => {
                 if tx.send(chunk[..n].to_vec()).is_err() {
+                    // The work ended early (a refused archive): tell the sender to stop now.
+                    let _ = body.stop(VarInt::from_u32(0));
                     break;
                 }
             }

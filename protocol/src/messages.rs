@@ -10,7 +10,8 @@
 //! - answers are [`ResponseFrame`]s: a single answer is one frame; a streamed answer is a sequence
 //!   of [`ResponseFrame::Item`] closed by [`ResponseFrame::End`] (or [`ResponseFrame::Error`]);
 //! - exec/attach answer one header frame ([`Response::Session`]) and then the stream carries raw
-//!   bytes (see [`crate::session`]); image import sends raw tarball bytes after its request frame.
+//!   bytes (see [`crate::session`]); uploads (import, load, cp in) send raw bytes after their
+//!   request frame; downloads (save, export, cp out) answer a header frame and then raw bytes.
 //!
 //! Types here are plain data with serde derives. Field names follow Docker's JSON where a type is
 //! printed by `inspect`/`ps --format json`, so the CLI can print them directly. The payload format
@@ -1937,6 +1938,24 @@ mod tests {
             AnswerShape::Upload
         );
         assert_eq!(Request::Info.answer_shape(), AnswerShape::Single);
+        assert_eq!(Request::LoadImage.answer_shape(), AnswerShape::Upload);
+        let save = Request::SaveImages {
+            images: vec!["busybox".into()],
+        };
+        assert_eq!(save.answer_shape(), AnswerShape::Download);
+        assert_eq!(save.container(), None);
+        let cp = Request::CopyFrom {
+            container: "web".into(),
+            path: "/etc".into(),
+        };
+        assert_eq!(cp.answer_shape(), AnswerShape::Download);
+        assert_eq!(cp.container(), Some("web"));
+        let commit = Request::Commit {
+            container: "web".into(),
+            options: CommitOptions::default(),
+        };
+        assert_eq!(commit.answer_shape(), AnswerShape::Single);
+        assert_eq!(commit.container(), Some("web"));
     }
 
     #[test]

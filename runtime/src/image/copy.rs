@@ -117,3 +117,74 @@ pub fn check_exists(root: &Path, path: &Path) -> Result<()> {
         .map(|_| ())
         .map_err(|e| not_found(path, e))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read as _;
+
+    /// A container root whose `/escape` points at `/`.
+    fn root() -> tempfile::TempDir {
+        let tmp = tempfile::tempdir().unwrap();
+        fs_setup(tmp.path());
+        tmp
+    }
+
+    fn fs_setup(root: &Path) {
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::create_dir_all(root.join("tmp")).unwrap();
+        std::fs::write(root.join("etc/passwd"), "container\n").unwrap();
+        std::os::unix::fs::symlink("/", root.join("escape")).unwrap();
+    }
+
+    fn one_file_tar(name: &str, body: &[u8]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(body.len() as u64);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_entry_type(tar::EntryType::Regular);
+        b.append_data(&mut h, name, body).unwrap();
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn symlinks_in_the_container_stay_in_the_container() {
+        let r = root();
+        let out = copy_out(r.path(), Path::new("/escape/etc/passwd"), Vec::new()).unwrap();
+        let mut a = tar::Archive::new(&out[..]);
+        let mut e = a.entries().unwrap().next().unwrap().unwrap();
+        assert_eq!(e.path().unwrap(), Path::new("passwd"));
+        let mut body = String::new();
+        e.read_to_string(&mut body).unwrap();
+        assert_eq!(body, "container\n");
+        assert!(check_exists(r.path(), Path::new("/escape/etc/shadow")).is_err());
+
+        let marker = format!("berth-cp-test-{}", fsutil::random_hex(6));
+        let dest = PathBuf::from("/escape/tmp").join(&marker);
+        copy_in(r.path(), &dest, &one_file_tar("f", b"in")[..], false).unwrap();
+        assert_eq!(
+            std::fs::read(r.path().join("tmp").join(&marker)).unwrap(),
+            b"in"
+        );
+        assert!(!Path::new("/tmp").join(&marker).exists());
+        // Into an existing directory, the entry keeps its name.
+        copy_in(
+            r.path(),
+            Path::new("/etc"),
+            &one_file_tar("motd", b"hi")[..],
+            true,
+        )
+        .unwrap();
+        assert_eq!(std::fs::read(r.path().join("etc/motd")).unwrap(), b"hi");
+        assert!(copy_in(
+            r.path(),
+            Path::new("/nope"),
+            &one_file_tar("x", b"")[..],
+            true
+        )
+        .is_err());
+    }
+}

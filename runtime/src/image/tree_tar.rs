@@ -280,3 +280,99 @@ pub fn open_parent_in_root(root: &Path, path: &Path) -> Result<(OwnedFd, CString
         .map_err(|e| ImageError::io(format!("{}", path.display()), e))?;
     Ok((dir, name))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use std::fs;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+
+    /// (type, mode, uid, link target, xattr keys) by archive path.
+    type Listing = BTreeMap<String, (EntryType, u32, u64, Option<String>, Vec<String>)>;
+
+    fn list(bytes: &[u8]) -> Listing {
+        let mut out = BTreeMap::new();
+        let mut a = tar::Archive::new(bytes);
+        for e in a.entries().unwrap() {
+            let mut e = e.unwrap();
+            let xattrs = e
+                .pax_extensions()
+                .unwrap()
+                .map(|exts| {
+                    exts.map(|x| x.unwrap().key().unwrap().to_string())
+                        .collect()
+                })
+                .unwrap_or_default();
+            let h = e.header();
+            out.insert(
+                e.path().unwrap().display().to_string(),
+                (
+                    h.entry_type(),
+                    h.mode().unwrap(),
+                    h.uid().unwrap(),
+                    e.link_name().unwrap().map(|l| l.display().to_string()),
+                    xattrs,
+                ),
+            );
+        }
+        out
+    }
+
+    #[test]
+    fn upper_dir_becomes_a_layer_and_unpacks_back() {
+        let tmp = tempfile::tempdir().unwrap();
+        let upper = tmp.path().join("upper");
+        fs::create_dir_all(upper.join("d")).unwrap();
+        fs::create_dir_all(upper.join("proc/self")).unwrap();
+        fs::write(upper.join("d/f"), "x").unwrap();
+        fs::write(upper.join("suid"), "bin").unwrap();
+        let fd = fsutil::open_dir(&upper).unwrap();
+        // chown clears setuid: chmod last.
+        fsutil::lchownat(fd.as_fd(), c"suid", 1000, 1000).unwrap();
+        fsutil::fchmodat(fd.as_fd(), c"suid", 0o4755).unwrap();
+        fsutil::linkat(fd.as_fd(), c"suid", fd.as_fd(), c"suid2").unwrap();
+        fsutil::symlinkat(c"/etc/passwd", fd.as_fd(), c"ln").unwrap();
+        fsutil::mknodat(fd.as_fd(), c"gone", libc::S_IFCHR | 0o600, 0).unwrap();
+        fsutil::lsetxattrat(fd.as_fd(), c"d", c"trusted.overlay.opaque", b"y").unwrap();
+        fsutil::lsetxattrat(fd.as_fd(), c"d", c"user.k", b"v").unwrap();
+
+        let options = TreeOptions {
+            overlay_whiteouts: true,
+            exclude: vec![PathBuf::from("proc")],
+        };
+        let bytes = write_dir(&upper, &options, Vec::new()).unwrap();
+        let l = list(&bytes);
+        assert!(!l.keys().any(|k| k.starts_with("proc")), "{l:?}");
+        assert_eq!(l[".wh.gone"].0, EntryType::Regular);
+        assert_eq!(l["d/.wh..wh..opq"].0, EntryType::Regular);
+        assert_eq!(
+            l["d"].4,
+            vec!["SCHILY.xattr.user.k".to_string()],
+            "no trusted.*"
+        );
+        assert_eq!((l["suid"].1, l["suid"].2), (0o4755, 1000));
+        assert_eq!(l["suid2"].0, EntryType::Link);
+        assert_eq!(l["suid2"].3.as_deref(), Some("suid"));
+        assert_eq!(l["ln"].3.as_deref(), Some("/etc/passwd"));
+
+        let back = tmp.path().join("back");
+        fs::create_dir(&back).unwrap();
+        crate::image::unpack_layer(&bytes[..], &back).unwrap();
+        let gone = fs::symlink_metadata(back.join("gone")).unwrap();
+        assert!(gone.file_type().is_char_device() && gone.rdev() == 0);
+        assert_eq!(
+            fsutil::lgetxattr(&back.join("d"), "trusted.overlay.opaque").unwrap(),
+            Some(b"y".to_vec())
+        );
+        assert_eq!(
+            fsutil::lgetxattr(&back.join("d"), "user.k").unwrap(),
+            Some(b"v".to_vec())
+        );
+        let suid = fs::metadata(back.join("suid")).unwrap();
+        assert_eq!(
+            (suid.mode() & 0o7777, suid.uid(), suid.nlink()),
+            (0o4755, 1000, 2)
+        );
+    }
+}

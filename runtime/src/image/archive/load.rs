@@ -106,12 +106,17 @@ impl Spool {
             }
             match entry.header().entry_type() {
                 tar::EntryType::Directory => {}
-                tar::EntryType::Symlink => {
+                kind @ (tar::EntryType::Symlink | tar::EntryType::Link) => {
                     let target = entry
                         .link_name_bytes()
-                        .ok_or_else(|| bad(format!("symlink {} has no target", rel.display())))?;
+                        .ok_or_else(|| bad(format!("link {} has no target", rel.display())))?;
                     let target = Path::new(os_str(&target)?);
-                    let resolved = rel.parent().unwrap_or(Path::new("")).join(target);
+                    // A symlink's target is relative to its directory, a hard link's to the root.
+                    let resolved = if kind == tar::EntryType::Symlink {
+                        rel.parent().unwrap_or(Path::new("")).join(target)
+                    } else {
+                        target.to_path_buf()
+                    };
                     spool.links.insert(rel, resolved);
                 }
                 tar::EntryType::Regular | tar::EntryType::Continuous => {

@@ -20,6 +20,8 @@ struct Entry {
     tags: Vec<Reference>,
 }
 
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
 fn write_err(e: io::Error) -> ImageError {
     ImageError::io("write the archive", e)
 }
@@ -90,14 +92,16 @@ impl Store {
                     self.append_blob(&mut tar, &b)?;
                 }
             }
-            let manifest_size = std::fs::metadata(self.blob_path(&img.manifest_digest))
-                .map(|m| m.len())
-                .map_err(|e| ImageError::io("stat a manifest", e))?;
+            let manifest = self.read_blob(&img.manifest_digest)?;
+            let media_type = serde_json::from_slice::<serde_json::Value>(&manifest)
+                .ok()
+                .and_then(|m| m["mediaType"].as_str().map(str::to_string))
+                .unwrap_or_else(|| OCI_MANIFEST.to_string());
             let descriptor = |annotations: Option<serde_json::Value>| {
                 let mut d = json!({
-                    "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "mediaType": media_type,
                     "digest": img.manifest_digest.to_string(),
-                    "size": manifest_size,
+                    "size": manifest.len(),
                 });
                 if let Some(a) = annotations {
                     d["annotations"] = a;
