@@ -624,3 +624,16 @@ impl Handler<Diff> for ContainerActor {
         }))
     }
 }
+
+/// A copy of the container's record, for work on its file system (commit, export, cp) that runs
+/// outside the actor.
+#[derive(Message)]
+#[rtype(result = "Record")]
+pub struct RecordCopy;
+
+impl Handler<RecordCopy> for ContainerActor {
+    type Result = actix::MessageResult<RecordCopy>;
+    fn handle(&mut self, _: RecordCopy, _: &mut Context<Self>) -> Self::Result {
+        actix::MessageResult(self.record.clone())
+    }
+}

@@ -2,6 +2,7 @@
 //! requests over the QUIC connection the agent dials.
 
 mod container;
+mod filesystem;
 mod images;
 mod layout;
 mod lifecycle;
@@ -11,11 +12,13 @@ mod names;
 mod node;
 mod prepare;
 mod record;
+mod registry;
 mod serve;
 mod session;
 pub mod spec;
 mod storage;
 mod top;
+mod transfer;
 mod view;
 
 use std::net::SocketAddr;
@@ -84,7 +87,7 @@ pub(crate) struct Shared {
     pub volumes: runtime::volume::VolumeStore,
     pub registry: runtime::registry::RegistryConfig,
     /// Coalesces the blob fetches of concurrent pulls.
-    pub pulls: images::PullCoordinator,
+    pub pulls: registry::PullCoordinator,
 }
 
 /// A running agent; it lives as long as its actix System.
@@ -118,7 +121,7 @@ pub async fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
         images,
         volumes,
         registry: config.registry.clone(),
-        pulls: images::PullCoordinator::default(),
+        pulls: registry::PullCoordinator::default(),
     });
     node.do_send(node::Init(shared.clone()));
 

@@ -13,9 +13,11 @@ use protocol::messages::{
 use protocol::transport::Responder;
 
 use crate::container::{self, ContainerActor};
+use crate::filesystem;
 use crate::images;
 use crate::logs::LogReader;
 use crate::node;
+use crate::registry;
 use crate::session;
 use crate::storage;
 use crate::Shared;
@@ -61,8 +63,23 @@ pub async fn handle(shared: Arc<Shared>, req: Request, responder: Responder) {
         }
         Request::Exec { container, config } => exec(&shared, &container, config, responder).await,
         Request::ImportImage(req) => storage::import(shared.clone(), req, responder).await,
-        Request::Pull(req) => images::pull(shared.clone(), req, responder).await,
-        Request::Push(req) => images::push(shared.clone(), req, responder).await,
+        Request::Pull(req) => registry::pull(shared.clone(), req, responder).await,
+        Request::Push(req) => registry::push(shared.clone(), req, responder).await,
+        Request::LoadImage => images::load(shared.clone(), responder).await,
+        Request::SaveImages { images: names } => {
+            images::save(shared.clone(), names, responder).await
+        }
+        Request::Export { container } => {
+            filesystem::export(shared.clone(), &container, responder).await
+        }
+        Request::CopyFrom { container, path } => {
+            filesystem::copy_from(shared.clone(), &container, &path, responder).await
+        }
+        Request::CopyTo {
+            container,
+            path,
+            into_dir_only,
+        } => filesystem::copy_to(shared.clone(), &container, &path, into_dir_only, responder).await,
         other => {
             let result = single(&shared, other).await;
             // The controller hears of the change before the caller does.
@@ -80,7 +97,7 @@ async fn single(shared: &Arc<Shared>, req: Request) -> Reply<Response> {
         Request::Create(mut cfg) => {
             // Credentials are used for the pull and never stored with the container.
             let auth = cfg.registry_auth.take();
-            let pulled = images::ensure_image(shared, &cfg.image, cfg.pull, auth).await?;
+            let pulled = registry::ensure_image(shared, &cfg.image, cfg.pull, auth).await?;
             let id = shared
                 .node
                 .send(node::Create(*cfg))
@@ -92,7 +109,7 @@ async fn single(shared: &Arc<Shared>, req: Request) -> Reply<Response> {
                 pulled,
             })
         }
-        Request::Login { registry, auth } => images::login(shared, registry, auth).await,
+        Request::Login { registry, auth } => registry::login(shared, registry, auth).await,
         Request::Start { container } => done(ask(shared, &container, container::Start).await?),
         Request::Stop { container, timeout } => done(
             ask(
@@ -170,6 +187,20 @@ async fn single(shared: &Arc<Shared>, req: Request) -> Reply<Response> {
         )),
         Request::ContainerPrune { .. } => prune(shared).await,
         Request::ListImages { .. } => storage::list_images(shared),
+        Request::Commit { container, options } => {
+            filesystem::commit(shared.clone(), &container, options).await
+        }
+        Request::RemoveImage { image, force } => {
+            let shared = Arc::clone(shared);
+            blocking("rmi", move || images::remove(&shared, &image, force)).await
+        }
+        Request::ImagePrune { all, .. } => {
+            let shared = Arc::clone(shared);
+            blocking("image prune", move || images::prune(&shared, all)).await
+        }
+        Request::TagImage { source, target } => images::tag(shared, &source, &target),
+        Request::InspectImage { image } => images::inspect(shared, &image),
+        Request::ImageHistory { image } => images::history(shared, &image),
         Request::Volume(v) => {
             let shared = Arc::clone(shared);
             tokio::task::spawn_blocking(move || storage::volume(&shared, v))
@@ -198,6 +229,16 @@ async fn single(shared: &Arc<Shared>, req: Request) -> Reply<Response> {
             format!("{} is not supported by this agent yet", other.verb()),
         )),
     }
+}
+
+/// Runs store work that may take a while (deleting layers) off the async threads.
+async fn blocking(
+    what: &'static str,
+    f: impl FnOnce() -> Reply<Response> + Send + 'static,
+) -> Reply<Response> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal(format!("{what}: {e}")))?
 }
 
 async fn info(shared: &Shared) -> Reply<Response> {

@@ -79,37 +79,14 @@ pub async fn import(shared: std::sync::Arc<Shared>, req: ImportImage, mut respon
         let body = responder
             .body()
             .ok_or_else(|| ApiError::invalid("import needs a tarball after the request"))?;
-        // The store reads synchronously; bridge the stream into a blocking task.
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(8);
-        let store_shared = shared.clone();
+        let store = shared.images.clone();
         let reference_copy = reference.clone();
-        let task = tokio::task::spawn_blocking(move || {
-            let reader = ChannelReader {
-                rx,
-                buf: Vec::new(),
-                pos: 0,
-            };
-            store_shared
-                .images
+        let summary = crate::transfer::upload(body, move |reader| {
+            store
                 .import_rootfs(reader, &reference_copy, &changes)
-        });
-        let mut chunk = vec![0u8; 256 * 1024];
-        loop {
-            match body.read(&mut chunk).await {
-                Ok(Some(n)) => {
-                    if tx.send(chunk[..n].to_vec()).is_err() {
-                        break;
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => return Err(ApiError::invalid(format!("import stream: {e}"))),
-            }
-        }
-        drop(tx);
-        let summary = task
-            .await
-            .map_err(|e| ApiError::internal(format!("import: {e}")))?
-            .map_err(|e| ApiError::invalid(format!("import: {e}")))?;
+                .map_err(|e| ApiError::invalid(format!("import: {e}")))
+        })
+        .await?;
         Ok(Response::ImageImported {
             id: summary.id.to_string(),
             reference: req.reference.as_ref().map(|_| reference.to_string()),
@@ -117,31 +94,6 @@ pub async fn import(shared: std::sync::Arc<Shared>, req: ImportImage, mut respon
     }
     .await;
     let _ = responder.reply(result).await;
-}
-
-/// Adapts chunks from a channel into `Read`; the sender hanging up is end of file.
-struct ChannelReader {
-    rx: std::sync::mpsc::Receiver<Vec<u8>>,
-    buf: Vec<u8>,
-    pos: usize,
-}
-
-impl std::io::Read for ChannelReader {
-    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        if self.pos == self.buf.len() {
-            match self.rx.recv() {
-                Ok(b) => {
-                    self.buf = b;
-                    self.pos = 0;
-                }
-                Err(_) => return Ok(0),
-            }
-        }
-        let n = out.len().min(self.buf.len() - self.pos);
-        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
-    }
 }
 
 /// `images`.

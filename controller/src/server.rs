@@ -217,11 +217,24 @@ async fn dispatch(shared: &Shared, req: Request, resp: Responder) -> Result<(), 
         }
         Request::Volume(v) => volume_request(shared, v, resp).await,
         req @ (Request::ImportImage(_)
+        | Request::LoadImage
+        | Request::SaveImages { .. }
         | Request::Events { .. }
         | Request::Pull(_)
         | Request::Push(_)
         | Request::Login { .. }) => match only_node(shared) {
             Ok((node, peer)) => relay_bytes(&peer, &node, &req, resp).await,
+            Err(e) => resp.reply(Err(e)).await,
+        },
+        req @ (Request::RemoveImage { .. }
+        | Request::TagImage { .. }
+        | Request::InspectImage { .. }
+        | Request::ImageHistory { .. }
+        | Request::ImagePrune { .. }) => match only_node(shared) {
+            Ok((node, peer)) => {
+                let answer = peer.request(&req).await.map_err(|e| node_error(&node, e));
+                resp.reply(answer).await
+            }
             Err(e) => resp.reply(Err(e)).await,
         },
         other => {
@@ -234,7 +247,7 @@ async fn dispatch(shared: &Shared, req: Request, resp: Responder) -> Result<(), 
     }
 }
 
-/// The single connected node, for verbs that do not name one (import, events, pull, push,
+/// The single connected node, for verbs that do not name one (image verbs, events, pull, push,
 /// login); with several nodes they need one named, which this version has no syntax for.
 fn only_node(shared: &Shared) -> Result<(String, Peer), ApiError> {
     let mut peers = lock(&shared.nodes).connected_peers();
@@ -397,7 +410,7 @@ async fn container_request(
             }
             resp.reply(answer).await
         }
-        AnswerShape::Stream | AnswerShape::Raw | AnswerShape::Upload => {
+        AnswerShape::Stream | AnswerShape::Raw | AnswerShape::Upload | AnswerShape::Download => {
             relay_bytes(&peer, &node, &req, resp).await
         }
     }

@@ -10,7 +10,8 @@
 //! - answers are [`ResponseFrame`]s: a single answer is one frame; a streamed answer is a sequence
 //!   of [`ResponseFrame::Item`] closed by [`ResponseFrame::End`] (or [`ResponseFrame::Error`]);
 //! - exec/attach answer one header frame ([`Response::Session`]) and then the stream carries raw
-//!   bytes (see [`crate::session`]); image import sends raw tarball bytes after its request frame.
+//!   bytes (see [`crate::session`]); uploads (import, load, cp in) send raw bytes after their
+//!   request frame; downloads (save, export, cp out) answer a header frame and then raw bytes.
 //!
 //! Types here are plain data with serde derives. Field names follow Docker's JSON where a type is
 //! printed by `inspect`/`ps --format json`, so the CLI can print them directly. The payload format
@@ -221,6 +222,9 @@ pub enum AnswerShape {
     Raw,
     /// The caller sends raw bytes after its request frame, then gets one [`ResponseFrame`].
     Upload,
+    /// One header frame ([`Response::Download`]), then raw bytes up to the end of the stream; a
+    /// stream reset instead of a clean end means the download failed (save, export, cp out).
+    Download,
 }
 
 /// A verb of the engine. A name or id (or unique id prefix) is accepted wherever a container is
@@ -378,6 +382,79 @@ pub enum Request {
         /// The credentials to check.
         auth: RegistryAuth,
     },
+    /// Load images from a docker-archive or OCI layout archive that follows the request frame as
+    /// raw bytes. Answer: [`Response::ImagesLoaded`].
+    LoadImage,
+    /// Write images (references or ids) as one archive. Answer: [`Response::Download`], then the
+    /// archive's raw bytes.
+    SaveImages {
+        /// What to save.
+        images: Vec<String>,
+    },
+    /// Remove an image reference or an image (`rmi`). Answer: [`Response::ImagesDeleted`].
+    RemoveImage {
+        /// Reference, id or id prefix.
+        image: String,
+        /// Remove even when containers use it or it has several references.
+        force: bool,
+    },
+    /// Point a new reference at an image (`tag`). Answer: [`Response::Done`].
+    TagImage {
+        /// The image (reference or id).
+        source: String,
+        /// The new `name[:tag]`.
+        target: String,
+    },
+    /// Details of an image. Answer: [`Response::ImageInspect`].
+    InspectImage {
+        /// Reference or id.
+        image: String,
+    },
+    /// The history of an image. Answer: [`Response::History`].
+    ImageHistory {
+        /// Reference or id.
+        image: String,
+    },
+    /// Remove unused images: dangling ones, or with `all` every image no container uses. Answer:
+    /// [`Response::ImagesDeleted`].
+    ImagePrune {
+        /// Not only dangling images.
+        all: bool,
+        /// Docker-style filters.
+        filters: Filters,
+    },
+    /// Make an image from a container's changes. Answer: [`Response::Committed`].
+    Commit {
+        /// Container name or id.
+        container: String,
+        /// Name, message, author and changes.
+        options: CommitOptions,
+    },
+    /// The container's file system as a tar. Answer: [`Response::Download`], then the tar.
+    Export {
+        /// Container name or id.
+        container: String,
+    },
+    /// A path of the container as a tar whose one top-level entry is the path's last component.
+    /// Answer: [`Response::Download`], then the tar.
+    CopyFrom {
+        /// Container name or id.
+        container: String,
+        /// Absolute path in the container.
+        path: String,
+    },
+    /// Unpack the tar that follows the request frame at a path of the container. Answer:
+    /// [`Response::Done`].
+    CopyTo {
+        /// Container name or id.
+        container: String,
+        /// Destination in the container: an existing directory receives the archive's entries;
+        /// otherwise the archive's single top-level entry becomes this path.
+        path: String,
+        /// The archive came from the user as is (`cp - c:/dir`): the destination must be a
+        /// directory.
+        into_dir_only: bool,
+    },
     /// Fleet or node events (`events`). Answer: stream of [`Response::Event`].
     Events {
         /// Only events at or after this time (unix nanoseconds).
@@ -398,7 +475,12 @@ impl Request {
             Request::Stats { stream: true, .. } => AnswerShape::Stream,
             Request::Exec { config, .. } if !config.detach => AnswerShape::Raw,
             Request::Attach { .. } => AnswerShape::Raw,
-            Request::ImportImage(_) => AnswerShape::Upload,
+            Request::ImportImage(_) | Request::LoadImage | Request::CopyTo { .. } => {
+                AnswerShape::Upload
+            }
+            Request::SaveImages { .. } | Request::Export { .. } | Request::CopyFrom { .. } => {
+                AnswerShape::Download
+            }
             _ => AnswerShape::Single,
         }
     }
@@ -422,7 +504,11 @@ impl Request {
             | Request::Top { container, .. }
             | Request::Stats { container, .. }
             | Request::Diff { container }
-            | Request::Rename { container, .. } => Some(container),
+            | Request::Rename { container, .. }
+            | Request::Commit { container, .. }
+            | Request::Export { container }
+            | Request::CopyFrom { container, .. }
+            | Request::CopyTo { container, .. } => Some(container),
             _ => None,
         }
     }
@@ -464,6 +550,16 @@ impl Request {
             Request::Pull(_) => "pull",
             Request::Push(_) => "push",
             Request::Login { .. } => "login",
+            Request::LoadImage => "load",
+            Request::SaveImages { .. } => "save",
+            Request::RemoveImage { .. } => "rmi",
+            Request::TagImage { .. } => "tag",
+            Request::InspectImage { .. } => "image inspect",
+            Request::ImageHistory { .. } => "history",
+            Request::ImagePrune { .. } => "image prune",
+            Request::Commit { .. } => "commit",
+            Request::Export { .. } => "export",
+            Request::CopyFrom { .. } | Request::CopyTo { .. } => "cp",
             Request::Events { .. } => "events",
             Request::Report(_) => "report",
         }
@@ -644,6 +740,19 @@ pub struct ImportImage {
     pub message: Option<String>,
     /// Announced tarball size, when known, for progress and early refusal.
     pub size: Option<u64>,
+}
+
+/// Options of `commit`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitOptions {
+    /// `name[:tag]` for the new image; dangling when `None`.
+    pub reference: Option<String>,
+    /// `-m`: the history comment.
+    pub message: Option<String>,
+    /// `-a`: the author.
+    pub author: Option<String>,
+    /// `-c`: Dockerfile instructions applied to the config (CMD, ENV, ...).
+    pub changes: Vec<String>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -994,6 +1103,26 @@ pub enum Response {
     },
     /// `images`.
     Images(Vec<ImageSummary>),
+    /// `load`: each image loaded.
+    ImagesLoaded(Vec<LoadedImage>),
+    /// Header of a download (save, export, cp out); the raw bytes follow.
+    Download,
+    /// `rmi`, `image prune`.
+    ImagesDeleted {
+        /// Docker's `Untagged:` / `Deleted:` lines, in order.
+        items: Vec<ImageDeleted>,
+        /// Bytes freed.
+        space_reclaimed: u64,
+    },
+    /// `image inspect`.
+    ImageInspect(Box<ImageInspect>),
+    /// `history`: newest first.
+    History(Vec<HistoryEntry>),
+    /// `commit`.
+    Committed {
+        /// The new image's id (`sha256:...`).
+        id: String,
+    },
     /// One item of `events`.
     Event(Event),
     /// One step of `pull` or `push`.
@@ -1492,6 +1621,91 @@ pub struct ImageSummary {
     pub node: String,
 }
 
+/// One image `load` added.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadedImage {
+    /// `sha256:...`.
+    pub id: String,
+    /// The names it was loaded under (empty: docker prints the id instead).
+    pub repo_tags: Vec<String>,
+}
+
+/// One line of `rmi` / `image prune` output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ImageDeleted {
+    /// A reference removed.
+    Untagged(String),
+    /// An image id (or layer) deleted.
+    Deleted(String),
+}
+
+/// `image inspect` of one image, in Docker's terms.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageInspect {
+    /// `sha256:` of the config.
+    pub id: String,
+    /// `name:tag` references.
+    pub repo_tags: Vec<String>,
+    /// `name@sha256:` references (the manifest digest under each repository).
+    pub repo_digests: Vec<String>,
+    /// RFC 3339, empty when unknown.
+    pub created: String,
+    /// Author, empty when unset.
+    pub author: String,
+    /// Bytes of file content in all layers.
+    pub size: u64,
+    /// `amd64`, ...
+    pub architecture: String,
+    /// `linux`.
+    pub os: String,
+    /// The execution defaults.
+    pub config: ImageRunConfig,
+    /// Diff ids, bottom first.
+    pub layers: Vec<String>,
+    /// Node holding it.
+    pub node: String,
+}
+
+/// The execution defaults of an image (Docker's `Config`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageRunConfig {
+    /// `USER`.
+    pub user: String,
+    /// `EXPOSE` ports, `80/tcp`.
+    pub exposed_ports: Vec<String>,
+    /// `KEY=value`.
+    pub env: Vec<String>,
+    /// `CMD`, `None` when unset.
+    pub cmd: Option<Vec<String>>,
+    /// `ENTRYPOINT`, `None` when unset.
+    pub entrypoint: Option<Vec<String>>,
+    /// `VOLUME` paths.
+    pub volumes: Vec<String>,
+    /// `WORKDIR`.
+    pub working_dir: String,
+    /// `LABEL`s.
+    pub labels: BTreeMap<String, String>,
+    /// `STOPSIGNAL`, empty when unset.
+    pub stop_signal: String,
+}
+
+/// One row of `history`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// The image id for the top row, `<missing>` below (as docker shows layers of pulled images).
+    pub id: String,
+    /// Unix seconds; 0 when unknown.
+    pub created: i64,
+    /// The command that made the step.
+    pub created_by: String,
+    /// Bytes the step added (0 for a step without a layer).
+    pub size: u64,
+    /// The comment.
+    pub comment: String,
+    /// The step made no layer.
+    pub empty_layer: bool,
+}
+
 /// An item of `events` (Docker's shape).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
@@ -1801,6 +2015,24 @@ mod tests {
             AnswerShape::Upload
         );
         assert_eq!(Request::Info.answer_shape(), AnswerShape::Single);
+        assert_eq!(Request::LoadImage.answer_shape(), AnswerShape::Upload);
+        let save = Request::SaveImages {
+            images: vec!["busybox".into()],
+        };
+        assert_eq!(save.answer_shape(), AnswerShape::Download);
+        assert_eq!(save.container(), None);
+        let cp = Request::CopyFrom {
+            container: "web".into(),
+            path: "/etc".into(),
+        };
+        assert_eq!(cp.answer_shape(), AnswerShape::Download);
+        assert_eq!(cp.container(), Some("web"));
+        let commit = Request::Commit {
+            container: "web".into(),
+            options: CommitOptions::default(),
+        };
+        assert_eq!(commit.answer_shape(), AnswerShape::Single);
+        assert_eq!(commit.container(), Some("web"));
     }
 
     #[test]

@@ -558,6 +558,24 @@ impl Peer {
         }
     }
 
+    /// Sends a request whose answer is a download (save, export, cp out): reads the header frame
+    /// and returns the stream the raw bytes follow on, up to its end. A reset of that stream
+    /// means the sender failed part-way.
+    pub async fn request_download(
+        &self,
+        req: &Request,
+    ) -> Result<(Response, RecvStream), TransportError> {
+        let (mut send, mut recv) = self.open(req).await?;
+        let _ = send.finish();
+        match self.read_answer(&mut recv).await? {
+            ResponseFrame::Item(header) => Ok((header, recv)),
+            ResponseFrame::Error(e) => Err(TransportError::Api(e)),
+            ResponseFrame::End => Err(TransportError::Protocol(
+                "end marker where a download header was expected".into(),
+            )),
+        }
+    }
+
     /// Serves requests the peer opens on this connection until it closes: each stream's first
     /// frame is read and handed, with a [`Responder`] for the answer, to `handler` in its own
     /// task. Returns `Ok` when the connection ends normally.
@@ -783,6 +801,13 @@ impl Responder {
             .take()
             .ok_or_else(|| TransportError::Protocol("request stream already consumed".into()))?;
         Ok((self.send, recv))
+    }
+
+    /// Sends the header of a download and hands over the stream for its raw bytes: finish it when
+    /// complete, reset it on failure.
+    pub async fn into_download(mut self) -> Result<SendStream, TransportError> {
+        self.write(&ResponseFrame::Item(Response::Download)).await?;
+        Ok(self.send)
     }
 
     /// Both halves as they are, for forwarding a request to another peer unchanged.

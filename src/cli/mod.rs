@@ -12,6 +12,7 @@ mod containers;
 mod credentials;
 mod daemon;
 mod exec;
+mod filesystem;
 mod images;
 mod logs;
 mod output;
@@ -19,6 +20,7 @@ mod parse;
 mod registry;
 mod runtime;
 mod system;
+mod transfer;
 mod volumes;
 
 use std::fmt;
@@ -104,6 +106,25 @@ enum Command {
     Login(registry::LoginCmd),
     /// Forget a registry's credentials.
     Logout(registry::LogoutCmd),
+    /// Image management.
+    #[command(subcommand)]
+    Image(images::ImageCommand),
+    /// Load images from a tar archive (docker save or OCI layout).
+    Load(images::LoadCmd),
+    /// Save images to a tar archive.
+    Save(images::SaveCmd),
+    /// Remove images.
+    Rmi(images::RmiCmd),
+    /// Add a name to an image.
+    Tag(images::TagCmd),
+    /// The history of an image.
+    History(images::HistoryCmd),
+    /// Make an image from a container's changes.
+    Commit(filesystem::CommitCmd),
+    /// Write a container's file system as a tar archive.
+    Export(filesystem::ExportCmd),
+    /// Copy files between a container and the host.
+    Cp(filesystem::CpCmd),
     /// Cluster and node information.
     Info(system::InfoCmd),
     /// Client and server versions.
@@ -289,6 +310,15 @@ async fn dispatch(client: &client::Client, cmd: Command) -> anyhow::Result<i32> 
         Command::Push(c) => registry::push(client, c).await,
         Command::Login(c) => registry::login(client, c).await,
         Command::Logout(c) => registry::logout(client, c).await,
+        Command::Image(c) => images::image(client, c).await,
+        Command::Load(c) => images::load(client, c).await,
+        Command::Save(c) => images::save(client, c).await,
+        Command::Rmi(c) => images::rmi(client, c).await,
+        Command::Tag(c) => images::tag(client, c).await,
+        Command::History(c) => images::history(client, c).await,
+        Command::Commit(c) => filesystem::commit(client, c).await,
+        Command::Export(c) => filesystem::export(client, c).await,
+        Command::Cp(c) => filesystem::cp(client, c).await,
         Command::Info(c) => system::info(client, c).await,
         Command::Version(_) | Command::Daemon(_) | Command::Runtime(_) => {
             Err(anyhow::anyhow!("internal: not a client verb"))

@@ -142,7 +142,7 @@ impl Store {
     /// written, and the reference is pointed at the new image.
     pub fn import_rootfs(
         &self,
-        reader: impl Read,
+        reader: impl Read + Send,
         reference: &Reference,
         changes: &ImportConfig,
     ) -> Result<ImageSummary> {

@@ -34,6 +34,7 @@ use super::compression::{Compression, Decoder, MAGIC_LEN};
 use super::digest::{Digest, HashingReader, TeeReader};
 use super::error::{ImageError, Result};
 use super::fsutil::{self, FileLock};
+use super::pipeline::chunk_channel;
 use super::reference::Reference;
 use super::unpack::{unpack_layer, UnpackStats};
 
@@ -415,7 +416,7 @@ impl Store {
     /// promised, checked before anything becomes visible.
     pub fn import_layer(
         &self,
-        reader: impl Read,
+        reader: impl Read + Send,
         parent: Option<&Digest>,
         expected: Option<&Digest>,
     ) -> Result<LayerImport> {
@@ -434,7 +435,7 @@ impl Store {
     /// image only once every layer is in.
     pub fn import_layer_onto(
         &self,
-        reader: impl Read,
+        reader: impl Read + Send,
         parent: Option<&Digest>,
         expected: Option<&Digest>,
     ) -> Result<LayerImport> {
@@ -467,13 +468,28 @@ impl Store {
             STREAM_BUFFER,
             io::Cursor::new(prefix[..n].to_vec()).chain(tee),
         );
-        let decoder = Decoder::new(compression, input)
-            .map_err(|e| ImageError::io("start decompressing the layer", e))?;
-        let mut diff = DiffHasher {
-            inner: decoder,
-            hasher: (compression != Compression::None).then(Sha256::new),
-        };
-        let stats = unpack_layer(&mut diff, &diff_dir).map_err(|e| match e {
+        // Reading, hashing, storing and decompressing on one thread; unpacking on this one.
+        let (chunks, unpacked_input) = chunk_channel();
+        let (stats, produced) = std::thread::scope(|scope| {
+            let producer = scope.spawn(move || {
+                let decoder = Decoder::new(compression, input)?;
+                let mut diff = DiffHasher {
+                    inner: decoder,
+                    hasher: (compression != Compression::None).then(Sha256::new),
+                };
+                if !chunks.pump(&mut diff)? {
+                    return Ok(None);
+                }
+                let diff_digest = diff.hasher.take().map(Digest::from_hasher);
+                let mut input = diff.inner.into_inner();
+                io::copy(&mut input, &mut io::sink())?;
+                let (_, tee) = input.into_inner().into_inner();
+                Ok::<_, io::Error>(Some((diff_digest, tee.finish())))
+            });
+            let stats = unpack_layer(unpacked_input, &diff_dir);
+            (stats, producer.join())
+        });
+        let stats = stats.map_err(|e| match e {
             // Decompression errors surface as read errors of the archive.
             ImageError::Archive { offset, problem } => ImageError::Archive {
                 offset,
@@ -481,12 +497,10 @@ impl Store {
             },
             other => other,
         })?;
-        let diff_digest = diff.hasher.take().map(Digest::from_hasher);
-        let mut input = diff.inner.into_inner();
-        io::copy(&mut input, &mut io::sink())
-            .map_err(|e| ImageError::io("read the end of the layer archive", e))?;
-        let (_, tee) = input.into_inner().into_inner();
-        let (writer, blob_digest, blob_size) = tee.finish();
+        let (diff_digest, (writer, blob_digest, blob_size)) = produced
+            .map_err(|_| ImageError::Invalid("the layer reader thread panicked".into()))?
+            .map_err(|e| ImageError::io("read the end of the layer archive", e))?
+            .ok_or_else(|| ImageError::Invalid("the layer unpacker stopped early".into()))?;
         let blob_file = writer
             .into_inner()
             .map_err(|e| ImageError::io("write layer blob", e.into_error()))?;
@@ -909,6 +923,48 @@ impl Store {
         })?;
         let idx = self.read_index()?;
         self.load_image(&idx, &blob.digest)
+    }
+
+    /// Removes what a failed multi-step writer (a load) added: those of `blobs` and `layers` that no
+    /// image references. Call it after dropping the [`WriteGuard`].
+    pub fn discard_unused(&self, blobs: &[Digest], layers: &[Digest]) -> Result<()> {
+        let _gc = self.gc_exclusive()?;
+        let idx = self.read_index()?;
+        let mut live_blobs = BTreeSet::new();
+        let mut live_layers = BTreeSet::new();
+        for m in idx.images.keys() {
+            let (b, l) = self.image_content(m)?;
+            live_blobs.extend(b);
+            live_layers.extend(l);
+        }
+        for b in blobs.iter().filter(|b| !live_blobs.contains(*b)) {
+            match fs::remove_file(self.blob_path(b)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(ImageError::io(format!("remove blob {b}"), e)),
+            }
+        }
+        for l in layers.iter().rev().filter(|l| !live_layers.contains(*l)) {
+            let doomed = self
+                .layers
+                .join(format!("{TMP_PREFIX}rm-{}", fsutil::random_hex(8)));
+            if fs::rename(self.layers.join(l.hex()), &doomed).is_ok() {
+                fs::remove_dir_all(&doomed)
+                    .map_err(|e| ImageError::io(format!("remove layer {l}"), e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes every reference to an image but keeps the image (dangling) and its content: `rmi -f`
+    /// of an image a container still runs from.
+    pub fn untag_all(&self, name_or_id: &str) -> Result<Vec<Reference>> {
+        self.update_index(|idx| {
+            let manifest = self.find(idx, name_or_id)?;
+            let untagged = idx.references_to(&manifest);
+            idx.references.retain(|_, m| *m != manifest);
+            Ok(untagged)
+        })
     }
 }
 
