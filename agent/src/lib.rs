@@ -7,6 +7,7 @@ mod lifecycle;
 mod logs;
 mod monitor;
 mod names;
+mod network;
 mod node;
 mod prepare;
 mod record;
@@ -42,6 +43,8 @@ pub struct AgentConfig {
     pub controller_name: String,
     /// The node's certificate, key and the cluster CA.
     pub identity: Identity,
+    /// Subnet of the default bridge (`--bridge-subnet`); the first free default pool when `None`.
+    pub bridge_subnet: Option<runtime::network::Ipv4Net>,
 }
 
 /// Why the agent could not start.
@@ -62,6 +65,8 @@ pub enum AgentError {
     Images(runtime::image::ImageError),
     #[error("volume store: {0}")]
     Volumes(runtime::volume::VolumeError),
+    #[error("networking: {0}")]
+    Network(String),
 }
 
 /// What every actor of the agent shares.
@@ -75,6 +80,7 @@ pub(crate) struct Shared {
     pub sessions: session::Sessions,
     pub images: runtime::image::Store,
     pub volumes: runtime::volume::VolumeStore,
+    pub network: Addr<network::NetworkActor>,
 }
 
 /// A running agent; it lives as long as its actix System.
@@ -93,6 +99,12 @@ pub async fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
     let berth = std::env::current_exe().map_err(AgentError::Exe)?;
     let images = runtime::image::Store::open(layout.root()).map_err(AgentError::Images)?;
     let volumes = runtime::volume::VolumeStore::open(layout.root()).map_err(AgentError::Volumes)?;
+    let network = network::start(layout.clone(), config.bridge_subnet);
+    network
+        .send(network::Init)
+        .await
+        .map_err(|e| AgentError::Network(e.to_string()))?
+        .map_err(|e| AgentError::Network(e.message))?;
     let node = NodeActor::new().start();
     let shared = Arc::new(Shared {
         layout,
@@ -102,6 +114,7 @@ pub async fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
         sessions: session::Sessions::default(),
         images,
         volumes,
+        network,
     });
     node.do_send(node::Init(shared.clone()));
 

@@ -7,13 +7,14 @@ use std::time::Duration;
 
 use actix::Addr;
 use protocol::messages::{
-    ApiError, AttachOptions, ErrorKind, ExecConfig, ListOptions, LogsOptions, Request, Response,
-    SessionHeader, SystemInfo,
+    ApiError, AttachOptions, ErrorKind, ExecConfig, ListOptions, LogsOptions, NetworkRequest,
+    Request, Response, SessionHeader, SystemInfo,
 };
 use protocol::transport::Responder;
 
 use crate::container::{self, ContainerActor};
 use crate::logs::LogReader;
+use crate::network;
 use crate::node;
 use crate::session;
 use crate::storage;
@@ -75,6 +76,13 @@ async fn single(shared: &Arc<Shared>, req: Request) -> Reply<Response> {
         Request::Ping => Ok(Response::Pong),
         Request::Info => info(shared).await,
         Request::Create(cfg) => {
+            if let protocol::messages::NetworkMode::Named(n) = &cfg.network {
+                shared
+                    .network
+                    .send(network::Exists(n.clone()))
+                    .await
+                    .map_err(mailbox)??;
+            }
             let id = shared
                 .node
                 .send(node::Create(*cfg))
@@ -162,6 +170,7 @@ async fn single(shared: &Arc<Shared>, req: Request) -> Reply<Response> {
         )),
         Request::ContainerPrune { .. } => prune(shared).await,
         Request::ListImages { .. } => storage::list_images(shared),
+        Request::Network(n) => network_request(shared, n).await,
         Request::Volume(v) => {
             let shared = Arc::clone(shared);
             tokio::task::spawn_blocking(move || storage::volume(&shared, v))
@@ -190,6 +199,36 @@ async fn single(shared: &Arc<Shared>, req: Request) -> Reply<Response> {
             format!("{} is not supported by this agent yet", other.verb()),
         )),
     }
+}
+
+/// Network verbs: the network actor answers; connect/disconnect also update the container's record.
+async fn network_request(shared: &Shared, req: NetworkRequest) -> Reply<Response> {
+    let connect = matches!(req, NetworkRequest::Connect { .. });
+    let verb = match req {
+        NetworkRequest::Create { name, subnet } => network::Verb::Create { name, subnet },
+        NetworkRequest::List => network::Verb::List,
+        NetworkRequest::Inspect { name } => network::Verb::Inspect(name),
+        NetworkRequest::Remove { name } => network::Verb::Remove(name),
+        NetworkRequest::Prune => network::Verb::Prune,
+        NetworkRequest::Connect { network, container }
+        | NetworkRequest::Disconnect { network, container } => {
+            let (id, addr) = resolve(shared, &container).await?;
+            let endpoint = shared
+                .network
+                .send(network::Plug {
+                    id,
+                    network,
+                    connect,
+                })
+                .await
+                .map_err(mailbox)??;
+            addr.send(container::NetworkChanged(endpoint))
+                .await
+                .map_err(mailbox)??;
+            return Ok(Response::Done);
+        }
+    };
+    shared.network.send(verb).await.map_err(mailbox)?
 }
 
 async fn info(shared: &Shared) -> Reply<Response> {

@@ -29,6 +29,15 @@ pub struct DaemonArgs {
     /// Node name (default: derived from the host name).
     #[arg(long = "node-name")]
     node_name: Option<String>,
+    /// Subnet of the default bridge network (default: the first of 172.17–31.0.0/16, then
+    /// 192.168.x.0/20, that the host does not route yet).
+    #[arg(long = "bridge-subnet", value_parser = parse_subnet)]
+    bridge_subnet: Option<runtime::network::Ipv4Net>,
+}
+
+fn parse_subnet(s: &str) -> Result<runtime::network::Ipv4Net, String> {
+    s.parse()
+        .map_err(|e: runtime::network::cidr::CidrError| e.to_string())
 }
 
 fn init_logging() {
@@ -64,7 +73,7 @@ pub fn main(args: DaemonArgs) -> Result<i32> {
     let boot = bootstrap(&root, args.listen, &node)
         .with_context(|| format!("cannot set up certificates under {}", root.display()))?;
     let system = actix::System::new();
-    system.block_on(serve(root, args.listen, node, boot))
+    system.block_on(serve(root, args.listen, node, boot, args.bridge_subnet))
 }
 
 async fn serve(
@@ -72,6 +81,7 @@ async fn serve(
     listen: SocketAddr,
     node: String,
     boot: controller::Bootstrap,
+    bridge_subnet: Option<runtime::network::Ipv4Net>,
 ) -> Result<i32> {
     let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
@@ -90,6 +100,7 @@ async fn serve(
         controller_addr: controller::bootstrap::connect_addr(addr),
         controller_name: node.clone(),
         identity: boot.agent.clone(),
+        bridge_subnet,
     };
     let _agent = agent::start(agent_cfg)
         .await
