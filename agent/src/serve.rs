@@ -94,7 +94,7 @@ async fn single(shared: &Arc<Shared>, req: Request) -> Reply<Response> {
             })
         }
         Request::Start { container } => done(ask(shared, &container, container::Start).await?),
-        Request::Stop { container, timeout } => done(
+        Request::Stop { container, timeout } => {
             ask(
                 shared,
                 &container,
@@ -103,8 +103,9 @@ async fn single(shared: &Arc<Shared>, req: Request) -> Reply<Response> {
                     signal: None,
                 },
             )
-            .await?,
-        ),
+            .await??;
+            settle_network(shared).await
+        }
         Request::Restart { container, timeout } => {
             let (_, addr) = resolve(shared, &container).await?;
             addr.send(container::Stop {
@@ -126,7 +127,10 @@ async fn single(shared: &Arc<Shared>, req: Request) -> Reply<Response> {
             container,
             force,
             volumes,
-        } => done(ask(shared, &container, container::Remove { force, volumes }).await?),
+        } => {
+            ask(shared, &container, container::Remove { force, volumes }).await??;
+            settle_network(shared).await
+        }
         Request::Pause { container } => done(ask(shared, &container, container::Pause).await?),
         Request::Unpause { container } => done(ask(shared, &container, container::Unpause).await?),
         Request::List(opts) => list(shared, opts).await,
@@ -199,6 +203,16 @@ async fn single(shared: &Arc<Shared>, req: Request) -> Reply<Response> {
             format!("{} is not supported by this agent yet", other.verb()),
         )),
     }
+}
+
+/// Waits until the network actor has released what a stopped or removed container gave back.
+async fn settle_network(shared: &Shared) -> Reply<Response> {
+    shared
+        .network
+        .send(network::Settle)
+        .await
+        .map_err(mailbox)?;
+    Ok(Response::Done)
 }
 
 /// Network verbs: the network actor answers; connect/disconnect also update the container's record.

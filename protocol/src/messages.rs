@@ -692,6 +692,16 @@ pub struct IpamConfig {
     pub gateway: String,
 }
 
+/// `IPAM` of `network inspect`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Ipam {
+    /// "default".
+    pub driver: String,
+    /// Its subnets.
+    pub config: Vec<IpamConfig>,
+}
+
 /// A network as `network ls`/`network inspect` show it (Docker's field names).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -706,9 +716,9 @@ pub struct NetworkInfo {
     pub scope: String,
     /// "bridge", "host" or "null".
     pub driver: String,
-    /// Its subnets.
+    /// Its address management.
     #[serde(rename = "IPAM")]
-    pub ipam: Vec<IpamConfig>,
+    pub ipam: Ipam,
     /// The Linux bridge carrying it, empty for host/none.
     pub bridge: String,
     /// Containers attached now, by id.

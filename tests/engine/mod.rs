@@ -89,6 +89,20 @@ impl TestNetns {
         }
     }
 
+    /// Runs `f` on a thread that entered this namespace (sockets it opens live there).
+    pub fn run_in<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        use std::os::fd::AsFd;
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                nix::sched::setns(self.file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+                    .expect("enter the test netns");
+                f()
+            })
+            .join()
+            .expect("thread in the test netns")
+        })
+    }
+
     /// A command run inside this namespace.
     pub fn command(&self, program: &str) -> Command {
         let mut c = Command::new(program);
@@ -333,6 +347,12 @@ impl Daemon {
 
     /// Starts a daemon with extra flags (e.g. `--bridge-subnet`).
     pub fn start_with(args: &[&str]) -> Daemon {
+        Daemon::start_prepared(args, |_| {})
+    }
+
+    /// Starts a daemon with extra flags after `prepare` set up its network namespace (a
+    /// pre-existing interface, say).
+    pub fn start_prepared(args: &[&str], prepare: impl FnOnce(&TestNetns)) -> Daemon {
         // Short paths: unix sockets under the root must fit in sun_path (108 bytes).
         let tmp = tempfile::Builder::new()
             .prefix("be-")
@@ -351,6 +371,7 @@ impl Daemon {
             netns: TestNetns::new(),
             daemon_args: args.iter().map(|a| a.to_string()).collect(),
         };
+        prepare(&d.netns);
         d.spawn();
         d
     }

@@ -11,7 +11,8 @@ use std::net::Ipv4Addr;
 
 use actix::prelude::*;
 use protocol::messages::{
-    ApiError, IpamConfig, NetworkContainer, NetworkInfo, NetworkMode, PortBinding, PortProtocol,
+    ApiError, Ipam, IpamConfig, NetworkContainer, NetworkInfo, NetworkMode, PortBinding,
+    PortProtocol,
 };
 use runtime::network::link::{self, VethSpec};
 use runtime::network::ports::{self, Proto};
@@ -372,10 +373,13 @@ impl NetworkActor {
             created: protocol::messages::rfc3339_nanos(net.created),
             scope: "local".into(),
             driver: "bridge".into(),
-            ipam: vec![IpamConfig {
-                subnet: net.subnet.to_string(),
-                gateway: net.subnet.gateway().to_string(),
-            }],
+            ipam: Ipam {
+                driver: "default".into(),
+                config: vec![IpamConfig {
+                    subnet: net.subnet.to_string(),
+                    gateway: net.subnet.gateway().to_string(),
+                }],
+            },
             bridge: net.bridge.clone(),
             containers,
         }
@@ -393,7 +397,10 @@ impl NetworkActor {
             created: protocol::messages::rfc3339_nanos(0),
             scope: "local".into(),
             driver: if name == "host" { "host" } else { "null" }.into(),
-            ipam: vec![],
+            ipam: Ipam {
+                driver: "default".into(),
+                config: vec![],
+            },
             bridge: String::new(),
             containers: Default::default(),
         }
@@ -614,6 +621,17 @@ impl Handler<Detach> for NetworkActor {
     fn handle(&mut self, msg: Detach, _: &mut SyncContext<Self>) {
         self.detach(&msg.0);
     }
+}
+
+/// Answers once every message sent before it was handled: `stop`/`rm` answer only after the
+/// leases their container gave back are gone, as a user checking right after expects.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Settle;
+
+impl Handler<Settle> for NetworkActor {
+    type Result = ();
+    fn handle(&mut self, _: Settle, _: &mut SyncContext<Self>) {}
 }
 
 /// Whether a network exists (checked at create, as Docker does).
