@@ -108,7 +108,7 @@ fn addresses_in_order_and_containers_reach_each_other() {
         inside.contains("default via 172.17.0.1 dev eth0"),
         "{inside}"
     );
-    assert!(inside.contains(&format!("172.17.0.2\t")), "{inside}");
+    assert!(inside.contains("172.17.0.2\t"), "{inside}");
     assert!(inside.contains(&a), "hosts names the container: {inside}");
     let resolv = d
         .berth(&["exec", &a, "cat", "/etc/resolv.conf"])
