@@ -36,6 +36,10 @@ pub struct ContainerActor {
     exit_waiters: Vec<oneshot::Sender<i64>>,
     /// Bumped at each start so a stale exit notification is ignored.
     generation: u64,
+    /// A restart by policy is in flight (setting up the network and the monitor takes a moment).
+    restarting: bool,
+    /// `stop`s that arrived during that restart, resumed when it is done.
+    restart_waiters: Vec<oneshot::Sender<()>>,
 }
 
 type Reply<T> = Result<T, ApiError>;
@@ -59,6 +63,8 @@ impl ContainerActor {
             shared,
             exit_waiters: Vec::new(),
             generation: 0,
+            restarting: false,
+            restart_waiters: Vec::new(),
         }
     }
 
@@ -152,9 +158,13 @@ impl ContainerActor {
             if act.record.state != State::Exited || act.record.manually_stopped {
                 return;
             }
-            act.record.restart_count += 1;
+            act.restarting = true;
             let fut = act.start_future();
             ctx.spawn(fut.map(|res, act, _| {
+                act.restarting = false;
+                for w in act.restart_waiters.drain(..) {
+                    let _ = w.send(());
+                }
                 if let Err(e) = res {
                     tracing::warn!(container = %act.record.short_id(), "restart failed: {}", e.message);
                 }
@@ -273,6 +283,9 @@ impl ContainerActor {
                     act.adopt_monitor(started, ctx);
                 }
                 act.transition(Event::Start)?;
+                if act.restarting {
+                    act.record.restart_count += 1;
+                }
                 act.record.started_at = now_nanos();
                 act.record.manually_stopped = false;
                 act.record.oom_killed = false;
@@ -379,7 +392,7 @@ impl Handler<Start> for ContainerActor {
     }
 }
 
-#[derive(Message)]
+#[derive(Message, Clone, Copy)]
 #[rtype(result = "Reply<()>")]
 pub struct Stop {
     pub timeout: Option<u32>,
@@ -389,7 +402,17 @@ pub struct Stop {
 
 impl Handler<Stop> for ContainerActor {
     type Result = ResponseFuture<Reply<()>>;
-    fn handle(&mut self, msg: Stop, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Stop, ctx: &mut Context<Self>) -> Self::Result {
+        if self.restarting {
+            // Stop what the restart is starting, once it has started.
+            let (tx, rx) = oneshot::channel();
+            self.restart_waiters.push(tx);
+            let me = ctx.address();
+            return Box::pin(async move {
+                let _ = rx.await;
+                me.send(msg).await.map_err(|e| internal("stop", e))?
+            });
+        }
         self.record.manually_stopped = true;
         if !self.record.state.is_running() {
             // Docker: stopping a stopped container succeeds.
