@@ -541,3 +541,32 @@ fn the_default_bridge_avoids_a_subnet_in_use() {
     let net = d.berth(&["network", "inspect", "bridge"]).ok().json();
     assert_eq!(net[0]["IPAM"]["Config"][0]["Subnet"], "172.18.0.0/16");
 }
+
+#[test]
+fn leases_of_containers_that_died_while_the_daemon_was_down_are_released() {
+    let mut d = Daemon::with_busybox();
+    let name = unique("gone");
+    d.berth(&[
+        "run", "-d", "--name", &name, "-p", "18087:80", "busybox", "sleep", "300",
+    ])
+    .ok();
+    let pid: i32 = d.inspect_field(&name, "{{.State.Pid}}").parse().unwrap();
+    d.kill9();
+    // SAFETY: kill(2) of the init of this test's own container.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    poll("the container's init to die", WAIT_TIMEOUT, || {
+        (!std::path::Path::new(&format!("/proc/{pid}")).exists()).then_some(())
+    });
+    d.restart();
+    d.wait_status(&name, "exited");
+    let out = d
+        .netns
+        .command("nft")
+        .args(["list", "table", "ip", "berth"])
+        .output()
+        .expect("run nft");
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(!table.contains("18087"), "{table}");
+    d.berth(&["run", "-d", "-p", "18087:80", "busybox", "sleep", "300"])
+        .ok();
+}
