@@ -119,11 +119,6 @@ pub fn delete_link(name: &str) -> Result<()> {
     })
 }
 
-/// Whether a link named `name` exists in the caller's namespace.
-pub fn exists(name: &str) -> Result<bool> {
-    run(|h| async move { Ok(index_of(&h, name).await?.is_some()) })
-}
-
 /// Puts the host end of a veth into `bridge` and brings it up.
 pub fn enslave(port: &str, bridge: &str) -> Result<()> {
     run(|h| async move {

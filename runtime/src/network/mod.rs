@@ -13,6 +13,9 @@ pub mod ports;
 
 pub use cidr::Ipv4Net;
 
+#[cfg(test)]
+mod tests;
+
 /// Why a network operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {

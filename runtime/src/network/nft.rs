@@ -114,11 +114,6 @@ impl Ruleset {
     }
 }
 
-/// Deletes Berth's table if it exists.
-pub fn remove_table() -> Result<(), NetError> {
-    run_nft(&format!("add table ip {TABLE}\ndelete table ip {TABLE}\n"))
-}
-
 fn run_nft(script: &str) -> Result<(), NetError> {
     let mut child = Command::new("nft")
         .args(["-f", "-"])
