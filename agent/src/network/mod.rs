@@ -115,6 +115,12 @@ impl NetworkActor {
                 self.state.networks.remove(DEFAULT_NETWORK);
                 Some(o)
             }
+            (Some(o), Some(c)) if o != c => {
+                tracing::warn!(
+                    "default bridge keeps {c}: containers still hold addresses on it, so --bridge-subnet {o} waits for them"
+                );
+                None
+            }
             (_, Some(_)) => None,
             (o, None) => Some(match o {
                 Some(o) => o,
@@ -284,7 +290,7 @@ impl NetworkActor {
             self.detach(&msg.id);
             return Err(e);
         }
-        self.write_hosts(&[net.name]);
+        self.write_hosts(Some(&msg.id), &[net.name]);
         Ok(endpoint)
     }
 
@@ -305,13 +311,18 @@ impl NetworkActor {
             tracing::warn!(container = %id, "{}", e.message);
         }
         let nets: Vec<String> = ep.attachments.iter().map(|a| a.network.clone()).collect();
-        self.write_hosts(&nets);
+        self.write_hosts(None, &nets);
     }
 
-    /// Rewrites the hosts file of every container on these networks.
-    fn write_hosts(&self, networks: &[String]) {
+    /// Rewrites the hosts file of `own` and of every container on these networks that lists peers
+    /// (user networks: the default bridge has no name resolution).
+    fn write_hosts(&self, own: Option<&str>, networks: &[String]) {
         for ep in self.state.endpoints.values() {
-            if !ep.attachments.iter().any(|a| networks.contains(&a.network)) {
+            let peer = ep
+                .attachments
+                .iter()
+                .any(|a| a.network != DEFAULT_NETWORK && networks.contains(&a.network));
+            if !peer && own != Some(ep.container.as_str()) {
                 continue;
             }
             let text = hosts::render(ep, self.state.endpoints.values());
@@ -520,7 +531,7 @@ impl NetworkActor {
             e.attachments.push(att);
         }
         self.save()?;
-        self.write_hosts(&[net.name]);
+        self.write_hosts(Some(id), &[net.name]);
         self.state
             .endpoints
             .get(id)
@@ -558,7 +569,7 @@ impl NetworkActor {
             e.attachments.remove(pos);
         }
         self.save()?;
-        self.write_hosts(&[net.name]);
+        self.write_hosts(Some(id), &[net.name]);
         self.state
             .endpoints
             .get(id)
