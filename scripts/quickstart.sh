@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Fresh Debian 12, as root: install what is missing, build Berth, and run the main job end to end —
-# a busybox container from an OCI bundle, printing what it sees from inside its namespaces.
+# a busybox container from an OCI bundle, printing what it sees from inside its namespaces, then the
+# engine: busybox httpd in a container with `-p 8080:80`, answering curl on the host.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for pkg in busybox-static build-essential pkg-config python3 tar; do
+for pkg in busybox-static build-essential pkg-config python3 tar curl nftables iproute2; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if ((${#need[@]})); then
@@ -21,9 +22,12 @@ work=$(mktemp -d /tmp/berth-quickstart.XXXXXX)
 daemon_pid=
 cleanup() {
     if [ -n "$daemon_pid" ]; then
-        "$berth" --config "$work/root/client.toml" rm -f quickstart >/dev/null 2>&1 || true
+        "$berth" --config "$work/root/client.toml" rm -f quickstart web >/dev/null 2>&1 || true
         kill "$daemon_pid" 2>/dev/null || true
         wait "$daemon_pid" 2>/dev/null || true
+        # The demo daemon's bridge and nftables table go with it.
+        ip link delete berth0 2>/dev/null || true
+        nft delete table ip berth 2>/dev/null || true
     fi
     rm -rf "$work"
 }
@@ -32,7 +36,7 @@ trap cleanup EXIT
 # 1. The OCI runtime alone: a busybox bundle, run like runc would.
 mkdir -p "$work/bundle/rootfs/bin"
 cp /bin/busybox "$work/bundle/rootfs/bin/busybox"
-for applet in sh hostname id cat ls ps grep head cut sleep date; do
+for applet in sh hostname id cat ls ps grep head cut sleep date httpd; do
     ln -s busybox "$work/bundle/rootfs/bin/$applet"
 done
 "$berth" runtime spec --bundle "$work/bundle"
@@ -59,6 +63,8 @@ for _ in $(seq 100); do
     "$berth" info >/dev/null 2>&1 && break
     sleep 0.1
 done
+mkdir -p "$work/bundle/rootfs/www"
+echo "hello from a berth container" >"$work/bundle/rootfs/www/index.html"
 tar -C "$work/bundle/rootfs" -cf "$work/busybox.tar" .
 echo "== berth import"
 "$berth" import "$work/busybox.tar" busybox:latest
@@ -73,3 +79,16 @@ echo "== berth stop / rm"
 "$berth" stop -t 1 quickstart
 "$berth" rm quickstart
 "$berth" ps -a
+
+# 3. Networking: busybox httpd in a container on the default bridge, its port 80 published on the
+#    host's 8080 (kernel DNAT in Berth's own nftables table), answering curl on the host.
+echo "== berth run -d -p 8080:80 (httpd)"
+"$berth" run -d --name web -p 8080:80 busybox httpd -f -p 80 -h /www
+"$berth" port web
+for _ in $(seq 50); do
+    curl -fsS http://127.0.0.1:8080/ 2>/dev/null && break
+    sleep 0.1
+done
+echo "== curl http://127.0.0.1:8080/ answered; berth ps"
+"$berth" ps
+"$berth" rm -f web

@@ -190,6 +190,7 @@ fn config_pointing_at_nothing_fails_fast() {
     std::fs::write(&other, bad).unwrap();
     let mut cmd = Command::new(berth_bin());
     cmd.arg("--config").arg(&other).arg("ps");
+    d.netns.enter(&mut cmd);
     let started = std::time::Instant::now();
     let out = run_cmd(cmd, None, Duration::from_secs(30), &d.dir).fails(125);
     assert!(out.stderr.contains("cannot connect"), "{}", out.describe());
@@ -213,6 +214,8 @@ fn two_daemons_run_side_by_side() {
     std::fs::write(&crossed, ta.replace(addr_a, addr_b)).unwrap();
     let mut cmd = Command::new(berth_bin());
     cmd.arg("--config").arg(&crossed).arg("info");
+    // In b's network namespace, where b's controller listens.
+    b.netns.enter(&mut cmd);
     run_cmd(cmd, None, Duration::from_secs(30), &a.dir).fails(125);
 }
 

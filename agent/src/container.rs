@@ -9,13 +9,15 @@ use std::time::Duration;
 use actix::prelude::*;
 use nix::sys::signal::Signal;
 use protocol::messages::{
-    ApiError, ContainerInspect, ContainerStats, ContainerSummary, RestartPolicy, TopResult,
+    ApiError, ContainerInspect, ContainerStats, ContainerSummary, NetworkMode, RestartPolicy,
+    TopResult,
 };
 use tokio::sync::oneshot;
 
 use crate::layout::ContainerPaths;
 use crate::lifecycle::{Event, State};
 use crate::monitor;
+use crate::network::{self, state::Endpoint};
 use crate::node::{Changed, Removed};
 use crate::record::{now_nanos, Record};
 use crate::Shared;
@@ -34,9 +36,19 @@ pub struct ContainerActor {
     exit_waiters: Vec<oneshot::Sender<i64>>,
     /// Bumped at each start so a stale exit notification is ignored.
     generation: u64,
+    /// A restart by policy is in flight (setting up the network and the monitor takes a moment).
+    restarting: bool,
+    /// `stop`s that arrived during that restart, resumed when it is done.
+    restart_waiters: Vec<oneshot::Sender<()>>,
 }
 
 type Reply<T> = Result<T, ApiError>;
+
+/// A monitor just started, with the network endpoint set up for it.
+struct Launched {
+    started: monitor::Started,
+    endpoint: Option<Endpoint>,
+}
 
 fn internal(what: &str, e: impl std::fmt::Display) -> ApiError {
     ApiError::internal(format!("{what}: {e}"))
@@ -51,6 +63,8 @@ impl ContainerActor {
             shared,
             exit_waiters: Vec::new(),
             generation: 0,
+            restarting: false,
+            restart_waiters: Vec::new(),
         }
     }
 
@@ -106,6 +120,7 @@ impl ContainerActor {
         self.record.finished_at = info.finished_at;
         self.record.pid = None;
         self.record.monitor = None;
+        self.release_network();
         let _ = self.transition(Event::Exit);
         if let Err(e) = self.commit() {
             tracing::error!(container = %self.record.id, "{}", e.message);
@@ -143,9 +158,13 @@ impl ContainerActor {
             if act.record.state != State::Exited || act.record.manually_stopped {
                 return;
             }
-            act.record.restart_count += 1;
+            act.restarting = true;
             let fut = act.start_future();
             ctx.spawn(fut.map(|res, act, _| {
+                act.restarting = false;
+                for w in act.restart_waiters.drain(..) {
+                    let _ = w.send(());
+                }
                 if let Err(e) = res {
                     tracing::warn!(container = %act.record.short_id(), "restart failed: {}", e.message);
                 }
@@ -158,18 +177,54 @@ impl ContainerActor {
         self.record.monitor.filter(|m| monitor::is_alive(*m))
     }
 
-    /// Starts a monitor that sets the container up and holds it before exec.
-    fn launch_monitor(
-        &self,
-    ) -> impl std::future::Future<Output = Result<monitor::Started, String>> {
+    /// What the network actor must set up before the container's init exists: its namespace,
+    /// address and published ports (bridge networks only).
+    fn network_request(&self) -> Option<network::Attach> {
+        let config = &self.record.config;
+        matches!(config.network, NetworkMode::Bridge | NetworkMode::Named(_)).then(|| {
+            network::Attach {
+                id: self.record.id.clone(),
+                name: self.record.name.clone(),
+                hostname: self.record.hostname.clone(),
+                network: config.network.clone(),
+                ports: config.ports.clone(),
+            }
+        })
+    }
+
+    /// Gives the network leases back (a no-op without any).
+    fn release_network(&mut self) {
+        self.record.network = None;
+        if self.network_request().is_some() {
+            self.shared
+                .network
+                .do_send(network::Detach(self.record.id.clone()));
+        }
+    }
+
+    /// Sets up the container's network, then starts a monitor that sets the container up and holds
+    /// it before exec. A port conflict fails here, before any process exists.
+    fn launch_monitor(&self) -> impl std::future::Future<Output = Result<Launched, String>> {
+        let attach = self.network_request();
         let shared = self.shared.clone();
         let paths = self.paths.clone();
         let id = self.record.id.clone();
         let (tty, stdin) = (self.record.config.tty, self.record.config.open_stdin);
         let _ = std::fs::remove_file(self.paths.exit_file());
         async move {
+            let endpoint = match attach {
+                Some(a) => Some(
+                    shared
+                        .network
+                        .send(a)
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .map_err(|e| e.message)?,
+                ),
+                None => None,
+            };
             let runtime_root = shared.layout.runtime_root();
-            monitor::launch(monitor::Launch {
+            let started = monitor::launch(monitor::Launch {
                 shim: &shared.shim,
                 runtime_root: &runtime_root,
                 bundle: &paths.dir,
@@ -180,11 +235,17 @@ impl ContainerActor {
                 tty,
                 stdin,
             })
-            .await
+            .await;
+            if started.is_err() && endpoint.is_some() {
+                shared.network.do_send(network::Detach(id.clone()));
+            }
+            started.map(|started| Launched { started, endpoint })
         }
     }
 
-    fn adopt_monitor(&mut self, started: monitor::Started, ctx: &mut Context<Self>) {
+    fn adopt_monitor(&mut self, launched: Launched, ctx: &mut Context<Self>) {
+        let started = launched.started;
+        self.record.network = launched.endpoint;
         self.record.pid = Some(started.pid);
         self.record.monitor = Some((started.monitor_pid, started.monitor_start));
         self.watch(ctx);
@@ -222,6 +283,9 @@ impl ContainerActor {
                     act.adopt_monitor(started, ctx);
                 }
                 act.transition(Event::Start)?;
+                if act.restarting {
+                    act.record.restart_count += 1;
+                }
                 act.record.started_at = now_nanos();
                 act.record.manually_stopped = false;
                 act.record.oom_killed = false;
@@ -239,11 +303,13 @@ impl ContainerActor {
     }
 
     /// Releases what the container holds, in reverse order of acquisition: its process (already
-    /// gone), runtime state, root filesystem, anonymous volumes (with `volumes`), its directory.
+    /// gone), network leases, runtime state, root filesystem, anonymous volumes (with `volumes`),
+    /// its directory.
     fn release(&mut self, volumes: bool) {
         if self.record.state == State::Removed {
             return;
         }
+        self.release_network();
         let _ = self.runtime().delete(&self.record.id, true);
         if let Err(e) = crate::prepare::teardown(&self.shared, &self.record, volumes) {
             tracing::warn!(container = %self.record.short_id(), "cleanup: {e}");
@@ -326,7 +392,7 @@ impl Handler<Start> for ContainerActor {
     }
 }
 
-#[derive(Message)]
+#[derive(Message, Clone, Copy)]
 #[rtype(result = "Reply<()>")]
 pub struct Stop {
     pub timeout: Option<u32>,
@@ -336,7 +402,17 @@ pub struct Stop {
 
 impl Handler<Stop> for ContainerActor {
     type Result = ResponseFuture<Reply<()>>;
-    fn handle(&mut self, msg: Stop, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Stop, ctx: &mut Context<Self>) -> Self::Result {
+        if self.restarting {
+            // Stop what the restart is starting, once it has started.
+            let (tx, rx) = oneshot::channel();
+            self.restart_waiters.push(tx);
+            let me = ctx.address();
+            return Box::pin(async move {
+                let _ = rx.await;
+                me.send(msg).await.map_err(|e| internal("stop", e))?
+            });
+        }
         self.record.manually_stopped = true;
         if !self.record.state.is_running() {
             // Docker: stopping a stopped container succeeds.
@@ -635,5 +711,18 @@ impl Handler<RecordCopy> for ContainerActor {
     type Result = actix::MessageResult<RecordCopy>;
     fn handle(&mut self, _: RecordCopy, _: &mut Context<Self>) -> Self::Result {
         actix::MessageResult(self.record.clone())
+    }
+}
+
+/// `network connect`/`disconnect` changed the container's interfaces.
+#[derive(Message)]
+#[rtype(result = "Reply<()>")]
+pub struct NetworkChanged(pub Endpoint);
+
+impl Handler<NetworkChanged> for ContainerActor {
+    type Result = Reply<()>;
+    fn handle(&mut self, msg: NetworkChanged, _: &mut Context<Self>) -> Reply<()> {
+        self.record.network = Some(msg.0);
+        self.commit()
     }
 }

@@ -22,6 +22,21 @@ impl Layout {
         self.root.join("runtime")
     }
 
+    /// Where container network namespaces are pinned (`netns/<id>`).
+    pub fn netns_dir(&self) -> PathBuf {
+        self.root.join("netns")
+    }
+
+    /// The pinned network namespace of a container on a bridge network.
+    pub fn netns(&self, id: &str) -> PathBuf {
+        self.netns_dir().join(id)
+    }
+
+    /// The network actor's persisted networks and leases.
+    pub fn network_state(&self) -> PathBuf {
+        self.root.join("network").join("state.json")
+    }
+
     pub fn containers(&self) -> PathBuf {
         self.root.join("containers")
     }

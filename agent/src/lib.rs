@@ -9,6 +9,7 @@ mod lifecycle;
 mod logs;
 mod monitor;
 mod names;
+mod network;
 mod node;
 mod prepare;
 mod record;
@@ -48,6 +49,8 @@ pub struct AgentConfig {
     pub identity: Identity,
     /// How this node reaches registries (plain-HTTP hosts, per-registry CAs).
     pub registry: runtime::registry::RegistryConfig,
+    /// Subnet of the default bridge (`--bridge-subnet`); the first free default pool when `None`.
+    pub bridge_subnet: Option<runtime::network::Ipv4Net>,
 }
 
 /// Why the agent could not start.
@@ -70,6 +73,8 @@ pub enum AgentError {
     Images(runtime::image::ImageError),
     #[error("volume store: {0}")]
     Volumes(runtime::volume::VolumeError),
+    #[error("networking: {0}")]
+    Network(String),
 }
 
 /// What every actor of the agent shares.
@@ -88,6 +93,7 @@ pub(crate) struct Shared {
     pub registry: runtime::registry::RegistryConfig,
     /// Coalesces the blob fetches of concurrent pulls.
     pub pulls: registry::PullCoordinator,
+    pub network: Addr<network::NetworkActor>,
 }
 
 /// A running agent; it lives as long as its actix System.
@@ -110,6 +116,12 @@ pub async fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
     }
     let images = runtime::image::Store::open(layout.root()).map_err(AgentError::Images)?;
     let volumes = runtime::volume::VolumeStore::open(layout.root()).map_err(AgentError::Volumes)?;
+    let network = network::start(layout.clone(), config.bridge_subnet);
+    network
+        .send(network::Init)
+        .await
+        .map_err(|e| AgentError::Network(e.to_string()))?
+        .map_err(|e| AgentError::Network(e.message))?;
     let node = NodeActor::new().start();
     let shared = Arc::new(Shared {
         layout,
@@ -122,6 +134,7 @@ pub async fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
         volumes,
         registry: config.registry.clone(),
         pulls: registry::PullCoordinator::default(),
+        network,
     });
     node.do_send(node::Init(shared.clone()));
 

@@ -102,6 +102,8 @@ impl NodeActor {
         let Ok(entries) = std::fs::read_dir(shared.layout.containers()) else {
             return;
         };
+        // Containers whose monitor still lives keep their network leases; the rest are released.
+        let mut live = std::collections::HashSet::new();
         for entry in entries.flatten() {
             let Some(id) = entry.file_name().to_str().map(str::to_owned) else {
                 continue;
@@ -120,6 +122,9 @@ impl NodeActor {
                         tracing::warn!(container = %record.short_id(), "root filesystem: {e}");
                     }
                     tracing::info!(container = %record.short_id(), state = ?record.state, "recovered");
+                    if record.monitor.is_some_and(crate::monitor::is_alive) {
+                        live.insert(record.id.clone());
+                    }
                     let addr = self.add(record, shared);
                     addr.do_send(Adopt);
                 }
@@ -129,6 +134,7 @@ impl NodeActor {
                 }
             }
         }
+        shared.network.do_send(crate::network::Reconcile(live));
     }
 }
 

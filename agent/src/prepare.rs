@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use protocol::messages::{
-    ApiError, ChangeKind, ContainerConfig, FilesystemChange, MountPoint, MountSpec,
+    ApiError, ChangeKind, ContainerConfig, FilesystemChange, MountPoint, MountSpec, NetworkMode,
+    PortBinding, PortProtocol,
 };
 
 use crate::lifecycle::State;
@@ -43,7 +44,7 @@ fn build(
     shared: &Shared,
     id: &str,
     name: &str,
-    config: ContainerConfig,
+    mut config: ContainerConfig,
     anonymous: &mut Vec<String>,
 ) -> Reply<Record> {
     let paths = shared.layout.container(id);
@@ -54,6 +55,9 @@ fn build(
         other => ApiError::invalid(other.to_string()),
     })?;
     let defaults = image_defaults(&image);
+    if config.publish_all {
+        publish_exposed(&mut config, &image);
+    }
     let lowers = shared.images.lowerdirs(&image);
     let snapshot = runtime::snapshot::Snapshot::prepare(&paths.snapshot(), &lowers)
         .map_err(|e| internal("prepare root filesystem", e))?;
@@ -185,6 +189,9 @@ fn build(
             binds: &binds,
             tmpfs: &tmpfs,
             cgroup_path: format!("/berth/{id}"),
+            netns: matches!(config.network, NetworkMode::Bridge | NetworkMode::Named(_))
+                .then(|| shared.layout.netns(id))
+                .as_deref(),
         },
     )
     .map_err(|e| ApiError::invalid(e.to_string()))?;
@@ -210,6 +217,7 @@ fn build(
         anonymous_volumes: anonymous.clone(),
         mounts,
         image_stop_signal: defaults.stop_signal.clone(),
+        network: None,
         config,
     };
     record
@@ -282,6 +290,39 @@ fn volume_point(name: &str, data: &Path, target: &str, read_only: bool) -> Mount
         mode: if read_only { "ro".into() } else { "z".into() },
         rw: !read_only,
         propagation: String::new(),
+    }
+}
+
+/// `-P`: every port the image exposes (`80/tcp`, `53/udp`, `8080`) not already published gets an
+/// ephemeral host port.
+fn publish_exposed(config: &mut ContainerConfig, image: &runtime::image::Image) {
+    let exposed = image
+        .config
+        .config()
+        .as_ref()
+        .and_then(|c| c.exposed_ports().clone())
+        .unwrap_or_default();
+    for e in exposed {
+        let (port, proto) = e.split_once('/').unwrap_or((e.as_str(), "tcp"));
+        let protocol = match proto {
+            "udp" => PortProtocol::Udp,
+            _ => PortProtocol::Tcp,
+        };
+        let Ok(container_port) = port.parse::<u16>() else {
+            continue;
+        };
+        if !config
+            .ports
+            .iter()
+            .any(|p| p.container_port == container_port && p.protocol == protocol)
+        {
+            config.ports.push(PortBinding {
+                host_ip: None,
+                host_port: None,
+                container_port,
+                protocol,
+            });
+        }
     }
 }
 

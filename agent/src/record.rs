@@ -40,6 +40,9 @@ pub struct Record {
     pub mounts: Vec<protocol::messages::MountPoint>,
     /// The image's stop signal, when it has one.
     pub image_stop_signal: Option<String>,
+    /// Addresses and published ports while it runs on a bridge network.
+    #[serde(default)]
+    pub network: Option<crate::network::state::Endpoint>,
 }
 
 impl Record {

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use actix::Addr;
 use protocol::messages::{
-    ApiError, AttachOptions, ErrorKind, ExecConfig, ListOptions, LogsOptions, Request, Response,
-    SessionHeader, SystemInfo,
+    ApiError, AttachOptions, ErrorKind, ExecConfig, ListOptions, LogsOptions, NetworkRequest,
+    Request, Response, SessionHeader, SystemInfo,
 };
 use protocol::transport::Responder;
 
@@ -16,6 +16,7 @@ use crate::container::{self, ContainerActor};
 use crate::filesystem;
 use crate::images;
 use crate::logs::LogReader;
+use crate::network;
 use crate::node;
 use crate::registry;
 use crate::session;
@@ -95,6 +96,13 @@ async fn single(shared: &Arc<Shared>, req: Request) -> Reply<Response> {
         Request::Ping => Ok(Response::Pong),
         Request::Info => info(shared).await,
         Request::Create(mut cfg) => {
+            if let protocol::messages::NetworkMode::Named(n) = &cfg.network {
+                shared
+                    .network
+                    .send(network::Exists(n.clone()))
+                    .await
+                    .map_err(mailbox)??;
+            }
             // Credentials are used for the pull and never stored with the container.
             let auth = cfg.registry_auth.take();
             let pulled = registry::ensure_image(shared, &cfg.image, cfg.pull, auth).await?;
@@ -111,7 +119,7 @@ async fn single(shared: &Arc<Shared>, req: Request) -> Reply<Response> {
         }
         Request::Login { registry, auth } => registry::login(shared, registry, auth).await,
         Request::Start { container } => done(ask(shared, &container, container::Start).await?),
-        Request::Stop { container, timeout } => done(
+        Request::Stop { container, timeout } => {
             ask(
                 shared,
                 &container,
@@ -120,8 +128,9 @@ async fn single(shared: &Arc<Shared>, req: Request) -> Reply<Response> {
                     signal: None,
                 },
             )
-            .await?,
-        ),
+            .await??;
+            settle_network(shared).await
+        }
         Request::Restart { container, timeout } => {
             let (_, addr) = resolve(shared, &container).await?;
             addr.send(container::Stop {
@@ -143,7 +152,10 @@ async fn single(shared: &Arc<Shared>, req: Request) -> Reply<Response> {
             container,
             force,
             volumes,
-        } => done(ask(shared, &container, container::Remove { force, volumes }).await?),
+        } => {
+            ask(shared, &container, container::Remove { force, volumes }).await??;
+            settle_network(shared).await
+        }
         Request::Pause { container } => done(ask(shared, &container, container::Pause).await?),
         Request::Unpause { container } => done(ask(shared, &container, container::Unpause).await?),
         Request::List(opts) => list(shared, opts).await,
@@ -201,6 +213,7 @@ async fn single(shared: &Arc<Shared>, req: Request) -> Reply<Response> {
         Request::TagImage { source, target } => images::tag(shared, &source, &target),
         Request::InspectImage { image } => images::inspect(shared, &image),
         Request::ImageHistory { image } => images::history(shared, &image),
+        Request::Network(n) => network_request(shared, n).await,
         Request::Volume(v) => {
             let shared = Arc::clone(shared);
             tokio::task::spawn_blocking(move || storage::volume(&shared, v))
@@ -239,6 +252,46 @@ async fn blocking(
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| ApiError::internal(format!("{what}: {e}")))?
+}
+
+/// Waits until the network actor has released what a stopped or removed container gave back.
+async fn settle_network(shared: &Shared) -> Reply<Response> {
+    shared
+        .network
+        .send(network::Settle)
+        .await
+        .map_err(mailbox)?;
+    Ok(Response::Done)
+}
+
+/// Network verbs: the network actor answers; connect/disconnect also update the container's record.
+async fn network_request(shared: &Shared, req: NetworkRequest) -> Reply<Response> {
+    let connect = matches!(req, NetworkRequest::Connect { .. });
+    let verb = match req {
+        NetworkRequest::Create { name, subnet } => network::Verb::Create { name, subnet },
+        NetworkRequest::List => network::Verb::List,
+        NetworkRequest::Inspect { name } => network::Verb::Inspect(name),
+        NetworkRequest::Remove { name } => network::Verb::Remove(name),
+        NetworkRequest::Prune => network::Verb::Prune,
+        NetworkRequest::Connect { network, container }
+        | NetworkRequest::Disconnect { network, container } => {
+            let (id, addr) = resolve(shared, &container).await?;
+            let endpoint = shared
+                .network
+                .send(network::Plug {
+                    id,
+                    network,
+                    connect,
+                })
+                .await
+                .map_err(mailbox)??;
+            addr.send(container::NetworkChanged(endpoint))
+                .await
+                .map_err(mailbox)??;
+            return Ok(Response::Done);
+        }
+    };
+    shared.network.send(verb).await.map_err(mailbox)?
 }
 
 async fn info(shared: &Shared) -> Reply<Response> {

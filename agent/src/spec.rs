@@ -205,6 +205,8 @@ pub struct SpecInputs<'a> {
     pub binds: &'a [BindMount],
     pub tmpfs: &'a [(String, Option<u64>)],
     pub cgroup_path: String,
+    /// The pinned network namespace to join (bridge networks); `None` gives a fresh one.
+    pub netns: Option<&'a Path>,
 }
 
 /// Builds the OCI spec for a container.
@@ -246,8 +248,10 @@ pub fn build(cfg: &ContainerConfig, inputs: &SpecInputs<'_>) -> Result<Spec, Spe
         json!({"type": "mount"}),
         json!({"type": "cgroup"}),
     ];
-    if cfg.network != NetworkMode::Host {
-        namespaces.push(json!({"type": "network"}));
+    match (&cfg.network, inputs.netns) {
+        (NetworkMode::Host, _) => {}
+        (_, Some(path)) => namespaces.push(json!({"type": "network", "path": path})),
+        (_, None) => namespaces.push(json!({"type": "network"})),
     }
 
     let mut resources = json!({
@@ -432,6 +436,7 @@ mod tests {
             binds: &[],
             tmpfs: &[],
             cgroup_path: "/berth/abc".into(),
+            netns: None,
         };
         let spec = build(&cfg, &inputs).unwrap();
         let v = serde_json::to_value(&spec).unwrap();

@@ -5,7 +5,77 @@ use protocol::messages::{
     NetworkSettings,
 };
 
+use std::collections::BTreeMap;
+
+use protocol::messages::{EndpointSettings, HostPort, PortSummary};
+
 use crate::record::Record;
+
+/// Published ports in force (while the container runs on a bridge network).
+fn ports(r: &Record) -> Vec<PortSummary> {
+    let Some(ep) = &r.network else {
+        return Vec::new();
+    };
+    ep.ports
+        .iter()
+        .map(|p| PortSummary {
+            ip: Some(
+                p.host_ip
+                    .map(|i| i.to_string())
+                    .unwrap_or_else(|| "0.0.0.0".into()),
+            ),
+            private_port: p.container_port,
+            public_port: Some(p.host_port),
+            protocol: p.proto.as_str().to_owned(),
+        })
+        .collect()
+}
+
+fn network_settings(r: &Record) -> NetworkSettings {
+    let Some(ep) = &r.network else {
+        return NetworkSettings::default();
+    };
+    let mut ports: BTreeMap<String, Vec<HostPort>> = BTreeMap::new();
+    for p in &ep.ports {
+        ports
+            .entry(format!("{}/{}", p.container_port, p.proto.as_str()))
+            .or_default()
+            .push(HostPort {
+                host_ip: p
+                    .host_ip
+                    .map(|i| i.to_string())
+                    .unwrap_or_else(|| "0.0.0.0".into()),
+                host_port: p.host_port.to_string(),
+            });
+    }
+    let networks = ep
+        .attachments
+        .iter()
+        .map(|a| {
+            (
+                a.network.clone(),
+                EndpointSettings {
+                    network_id: a.network_id.clone(),
+                    gateway: a.subnet.gateway().to_string(),
+                    ip_address: a.ip.to_string(),
+                    ip_prefix_len: a.subnet.prefix(),
+                    mac_address: a.mac(),
+                },
+            )
+        })
+        .collect();
+    let first = ep.attachments.first();
+    NetworkSettings {
+        ip_address: first.map(|a| a.ip.to_string()).unwrap_or_default(),
+        gateway: first
+            .map(|a| a.subnet.gateway().to_string())
+            .unwrap_or_default(),
+        mac_address: first.map(|a| a.mac()).unwrap_or_default(),
+        ports,
+        ip_prefix_len: first.map(|a| a.subnet.prefix()).unwrap_or(0),
+        networks,
+    }
+}
 
 /// The command line as `ps` shows it: arguments joined, each quoted only when it needs to be.
 pub fn command_line(args: &[String]) -> String {
@@ -29,7 +99,7 @@ pub fn summary(r: &Record, node: &str) -> ContainerSummary {
         image_id: r.image_id.clone(),
         command: command_line(&r.args),
         created: r.created / 1_000_000_000,
-        ports: Vec::new(),
+        ports: ports(r),
         labels: r.config.labels.clone(),
         state: r.state.status(),
         exit_code: r.exit_code,
@@ -71,7 +141,7 @@ pub fn inspect(r: &Record, node: &str) -> ContainerInspect {
         config,
         host_config: HostConfig::from_config(&r.config),
         mounts: r.mounts.clone(),
-        network_settings: NetworkSettings::default(),
+        network_settings: network_settings(r),
     }
 }
 

@@ -216,6 +216,14 @@ async fn dispatch(shared: &Shared, req: Request, resp: Responder) -> Result<(), 
             resp.reply(answer).await
         }
         Request::Volume(v) => volume_request(shared, v, resp).await,
+        // Networks are per node in this version: served by the single node.
+        req @ Request::Network(_) => {
+            let answer = match only_node(shared) {
+                Ok((node, peer)) => peer.request(&req).await.map_err(|e| node_error(&node, e)),
+                Err(e) => Err(e),
+            };
+            resp.reply(answer).await
+        }
         req @ (Request::ImportImage(_)
         | Request::LoadImage
         | Request::SaveImages { .. }

@@ -361,6 +361,8 @@ pub enum Request {
     },
     /// Volume verbs.
     Volume(VolumeRequest),
+    /// Network verbs.
+    Network(NetworkRequest),
     /// Import a root filesystem tarball as an image; the tarball follows the request frame as raw
     /// bytes up to the end of the caller's send side. Answer: [`Response::ImageImported`].
     ImportImage(ImportImage),
@@ -544,6 +546,15 @@ impl Request {
                 VolumeRequest::Inspect { .. } => "volume inspect",
                 VolumeRequest::Remove { .. } => "volume rm",
                 VolumeRequest::Prune { .. } => "volume prune",
+            },
+            Request::Network(n) => match n {
+                NetworkRequest::Create { .. } => "network create",
+                NetworkRequest::List => "network ls",
+                NetworkRequest::Inspect { .. } => "network inspect",
+                NetworkRequest::Remove { .. } => "network rm",
+                NetworkRequest::Prune => "network prune",
+                NetworkRequest::Connect { .. } => "network connect",
+                NetworkRequest::Disconnect { .. } => "network disconnect",
             },
             Request::ImportImage(_) => "import",
             Request::ListImages { .. } => "images",
@@ -729,6 +740,102 @@ pub enum VolumeRequest {
     },
 }
 
+/// Network verbs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NetworkRequest {
+    /// Create a bridge network. Answer: [`Response::Network`].
+    Create {
+        /// Network name.
+        name: String,
+        /// `--subnet`; the next free pool when `None`.
+        subnet: Option<String>,
+    },
+    /// List networks. Answer: [`Response::Networks`].
+    List,
+    /// One network. Answer: [`Response::Network`].
+    Inspect {
+        /// Network name or id (prefix).
+        name: String,
+    },
+    /// Remove a network that no running container uses. Answer: [`Response::Done`].
+    Remove {
+        /// Network name or id (prefix).
+        name: String,
+    },
+    /// Remove every user network no container uses. Answer: [`Response::Pruned`].
+    Prune,
+    /// Attach a running container to a network. Answer: [`Response::Done`].
+    Connect {
+        /// Network name or id.
+        network: String,
+        /// Container name or id.
+        container: String,
+    },
+    /// Detach a container from a network. Answer: [`Response::Done`].
+    Disconnect {
+        /// Network name or id.
+        network: String,
+        /// Container name or id.
+        container: String,
+    },
+}
+
+/// One container on a network, as `network inspect` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NetworkContainer {
+    /// Container name.
+    pub name: String,
+    /// `172.18.0.2/16`.
+    #[serde(rename = "IPv4Address")]
+    pub ipv4_address: String,
+    /// MAC address.
+    pub mac_address: String,
+}
+
+/// One subnet of a network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct IpamConfig {
+    /// `172.18.0.0/16`.
+    pub subnet: String,
+    /// `172.18.0.1`.
+    pub gateway: String,
+}
+
+/// `IPAM` of `network inspect`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Ipam {
+    /// "default".
+    pub driver: String,
+    /// Its subnets.
+    pub config: Vec<IpamConfig>,
+}
+
+/// A network as `network ls`/`network inspect` show it (Docker's field names).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NetworkInfo {
+    /// Name.
+    pub name: String,
+    /// 64-hex id.
+    pub id: String,
+    /// RFC 3339 creation time.
+    pub created: String,
+    /// "local".
+    pub scope: String,
+    /// "bridge", "host" or "null".
+    pub driver: String,
+    /// Its address management.
+    #[serde(rename = "IPAM")]
+    pub ipam: Ipam,
+    /// The Linux bridge carrying it, empty for host/none.
+    pub bridge: String,
+    /// Containers attached now, by id.
+    pub containers: BTreeMap<String, NetworkContainer>,
+}
+
 /// Header of `import`: the tarball follows as raw bytes.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImportImage {
@@ -784,6 +891,9 @@ pub struct ContainerConfig {
     pub mounts: Vec<MountSpec>,
     /// `-p`.
     pub ports: Vec<PortBinding>,
+    /// `-P`: publish every port the image exposes on an ephemeral host port.
+    #[serde(default)]
+    pub publish_all: bool,
     /// `--restart`.
     pub restart_policy: RestartPolicy,
     /// `-m`, `--cpus`, `--pids-limit`.
@@ -1094,6 +1204,10 @@ pub enum Response {
         /// Non-fatal warnings (an unreachable node...).
         warnings: Vec<String>,
     },
+    /// `network create`, `network inspect`.
+    Network(NetworkInfo),
+    /// `network ls`.
+    Networks(Vec<NetworkInfo>),
     /// `import`.
     ImageImported {
         /// Image id (`sha256:...`).
@@ -1449,6 +1563,30 @@ pub struct NetworkSettings {
     pub mac_address: String,
     /// `"80/tcp"` → host bindings actually in force.
     pub ports: BTreeMap<String, Vec<HostPort>>,
+    /// Prefix length of `IPAddress`.
+    #[serde(rename = "IPPrefixLen")]
+    pub ip_prefix_len: u8,
+    /// Each network the container is attached to, by name.
+    pub networks: BTreeMap<String, EndpointSettings>,
+}
+
+/// One network attachment of a container in `inspect` (`NetworkSettings.Networks`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct EndpointSettings {
+    /// The network's id.
+    #[serde(rename = "NetworkID")]
+    pub network_id: String,
+    /// Gateway.
+    pub gateway: String,
+    /// Address.
+    #[serde(rename = "IPAddress")]
+    pub ip_address: String,
+    /// Prefix length.
+    #[serde(rename = "IPPrefixLen")]
+    pub ip_prefix_len: u8,
+    /// MAC address.
+    pub mac_address: String,
 }
 
 /// `inspect` output, mirroring the main fields of Docker's JSON.

@@ -10,6 +10,7 @@ pub mod error;
 pub mod image;
 mod init;
 pub mod monitor;
+pub mod network;
 pub mod proc;
 pub mod registry;
 pub mod safe_path;

@@ -77,6 +77,9 @@ pub struct ContainerOpts {
     /// Publish a port: [ip:][hostPort:]containerPort[/proto].
     #[arg(short = 'p', long = "publish")]
     publish: Vec<String>,
+    /// Publish every exposed port on an ephemeral host port.
+    #[arg(short = 'P', long = "publish-all")]
+    publish_all: bool,
     /// Signal to stop the container.
     #[arg(long = "stop-signal")]
     stop_signal: Option<String>,
@@ -138,11 +141,10 @@ impl ContainerOpts {
         for t in &self.tmpfs {
             mounts.push(parse::parse_tmpfs(t)?);
         }
-        let ports = self
-            .publish
-            .iter()
-            .map(|p| parse::parse_port(p))
-            .collect::<Result<Vec<_>>>()?;
+        let mut ports = Vec::new();
+        for p in &self.publish {
+            ports.extend(parse::parse_ports(p)?);
+        }
         let restart_policy = parse::parse_restart(&self.restart)?;
         if self.rm && restart_policy != RestartPolicy::No {
             bail!("conflicting options: --restart and --rm");
@@ -188,6 +190,7 @@ impl ContainerOpts {
             labels: parse::parse_labels(&self.labels)?,
             mounts,
             ports,
+            publish_all: self.publish_all,
             restart_policy,
             resources,
             read_only_rootfs: self.read_only,

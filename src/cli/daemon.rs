@@ -36,6 +36,15 @@ pub struct DaemonArgs {
     /// (default ROOT/certs.d).
     #[arg(long = "registry-certs", value_name = "DIR")]
     registry_certs: Option<PathBuf>,
+    /// Subnet of the default bridge network (default: the first of 172.17–31.0.0/16, then
+    /// 192.168.x.0/20, that the host does not route yet).
+    #[arg(long = "bridge-subnet", value_parser = parse_subnet)]
+    bridge_subnet: Option<runtime::network::Ipv4Net>,
+}
+
+fn parse_subnet(s: &str) -> Result<runtime::network::Ipv4Net, String> {
+    s.parse()
+        .map_err(|e: runtime::network::cidr::CidrError| e.to_string())
 }
 
 fn init_logging() {
@@ -79,7 +88,14 @@ pub fn main(args: DaemonArgs) -> Result<i32> {
                 .unwrap_or_else(|| root.join("certs.d")),
         ),
     };
-    system.block_on(serve(root, args.listen, node, boot, registry))
+    system.block_on(serve(
+        root,
+        args.listen,
+        node,
+        boot,
+        registry,
+        args.bridge_subnet,
+    ))
 }
 
 async fn serve(
@@ -88,6 +104,7 @@ async fn serve(
     node: String,
     boot: controller::Bootstrap,
     registry: runtime::registry::RegistryConfig,
+    bridge_subnet: Option<runtime::network::Ipv4Net>,
 ) -> Result<i32> {
     let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
@@ -107,6 +124,7 @@ async fn serve(
         controller_name: node.clone(),
         identity: boot.agent.clone(),
         registry,
+        bridge_subnet,
     };
     let _agent = agent::start(agent_cfg)
         .await

@@ -15,6 +15,7 @@ mod exec;
 mod filesystem;
 mod images;
 mod logs;
+mod network;
 mod output;
 mod parse;
 mod registry;
@@ -94,6 +95,11 @@ enum Command {
     /// Volume management.
     #[command(subcommand)]
     Volume(volumes::VolumeCommand),
+    /// Network management.
+    #[command(subcommand)]
+    Network(network::NetworkCommand),
+    /// Published ports of a container.
+    Port(network::PortCmd),
     /// Make an image from a root filesystem tarball.
     Import(images::ImportCmd),
     /// List images.
@@ -304,6 +310,8 @@ async fn dispatch(client: &client::Client, cmd: Command) -> anyhow::Result<i32> 
         Command::Attach(c) => exec::attach(client, c).await,
         Command::Container(ContainerCommand::Prune(c)) => containers::prune(client, c).await,
         Command::Volume(c) => volumes::main(client, c).await,
+        Command::Network(c) => network::main(client, c).await,
+        Command::Port(c) => network::port(client, c).await,
         Command::Import(c) => images::import(client, c).await,
         Command::Images(c) => images::images(client, c).await,
         Command::Pull(c) => registry::pull(client, c).await,

@@ -90,17 +90,57 @@ fn parse_port_number(s: &str, spec: &str) -> Result<u16> {
     }
 }
 
-/// `-p [ip:][hostPort:]containerPort[/tcp|udp]`; IPv6 addresses in brackets.
-pub fn parse_port(spec: &str) -> Result<PortBinding> {
+/// A port or an inclusive range `8000-8010`.
+fn parse_port_range(s: &str, spec: &str) -> Result<(u16, u16)> {
+    match s.split_once('-') {
+        Some((a, b)) => {
+            let (a, b) = (parse_port_number(a, spec)?, parse_port_number(b, spec)?);
+            if a > b {
+                bail!("invalid port range {s:?} in -p {spec:?}: the end is before the start");
+            }
+            Ok((a, b))
+        }
+        None => {
+            let p = parse_port_number(s, spec)?;
+            Ok((p, p))
+        }
+    }
+}
+
+/// `-p [ip:][hostPort:]containerPort[/tcp|udp]` where both ports may be ranges of equal length
+/// (`8000-8010:80-90`), or the container port alone a range (ephemeral host ports): one binding
+/// per container port.
+pub fn parse_ports(spec: &str) -> Result<Vec<PortBinding>> {
     let (rest, protocol) = match spec.rsplit_once('/') {
         Some((r, "tcp")) => (r, PortProtocol::Tcp),
         Some((r, "udp")) => (r, PortProtocol::Udp),
         Some((_, p)) => bail!("invalid protocol {p:?} in -p {spec:?}: use tcp or udp"),
         None => (spec, PortProtocol::Tcp),
     };
-    if rest.contains('-') {
-        bail!("invalid -p {spec:?}: port ranges are not supported");
+    let (ip, ports) = split_host_ip(rest, spec)?;
+    let (host, container) = match ports.split_once(':') {
+        Some(("", c)) => (None, parse_port_range(c, spec)?),
+        Some((h, c)) => (Some(parse_port_range(h, spec)?), parse_port_range(c, spec)?),
+        None => (None, parse_port_range(&ports, spec)?),
+    };
+    if let Some(h) = host {
+        if h.1 - h.0 != container.1 - container.0 {
+            bail!("invalid -p {spec:?}: the host and container port ranges differ in length");
+        }
     }
+    Ok((container.0..=container.1)
+        .enumerate()
+        .map(|(i, container_port)| PortBinding {
+            host_ip: ip.clone(),
+            host_port: host.map(|h| h.0 + i as u16),
+            container_port,
+            protocol,
+        })
+        .collect())
+}
+
+/// Splits `[ip:]ports` (IPv6 in brackets) and checks the address.
+fn split_host_ip(rest: &str, spec: &str) -> Result<(Option<String>, String)> {
     // Split off a bracketed IPv6 address first.
     let (ip, ports) = if let Some(after) = rest.strip_prefix('[') {
         let (addr, tail) = after
@@ -125,23 +165,7 @@ pub fn parse_port(spec: &str) -> Result<PortBinding> {
         ip.parse::<IpAddr>()
             .map_err(|_| anyhow!("invalid -p {spec:?}: {ip:?} is not an IP address"))?;
     }
-    let (host_port, container_port) = match ports.split_once(':') {
-        Some((h, c)) => (
-            if h.is_empty() {
-                None
-            } else {
-                Some(parse_port_number(h, spec)?)
-            },
-            parse_port_number(c, spec)?,
-        ),
-        None => (None, parse_port_number(&ports, spec)?),
-    };
-    Ok(PortBinding {
-        host_ip: ip,
-        host_port,
-        container_port,
-        protocol,
-    })
+    Ok((ip, ports))
 }
 
 fn valid_volume_name(name: &str) -> bool {
@@ -453,23 +477,47 @@ mod tests {
         assert!(parse_restart("sometimes").is_err());
     }
 
+    fn one(spec: &str) -> Result<PortBinding> {
+        let mut v = parse_ports(spec)?;
+        assert_eq!(v.len(), 1, "{spec}");
+        Ok(v.remove(0))
+    }
+
+    #[test]
+    fn port_ranges() {
+        let v = parse_ports("8000-8002:80-82/udp").unwrap();
+        let pairs: Vec<_> = v.iter().map(|p| (p.host_port, p.container_port)).collect();
+        assert_eq!(
+            pairs,
+            [(Some(8000), 80), (Some(8001), 81), (Some(8002), 82)]
+        );
+        assert!(v.iter().all(|p| p.protocol == PortProtocol::Udp));
+        let v = parse_ports("80-81").unwrap();
+        assert_eq!(v.len(), 2);
+        assert!(v.iter().all(|p| p.host_port.is_none()));
+        assert!(parse_ports("8000-8010:80").is_err());
+        assert!(parse_ports("90-80").is_err());
+        assert!(parse_ports("99999:80").is_err());
+        assert!(parse_ports("abc").is_err());
+    }
+
     #[test]
     fn ports() {
-        let p = parse_port("8080:80").unwrap();
+        let p = one("8080:80").unwrap();
         assert_eq!(
             (p.host_ip, p.host_port, p.container_port, p.protocol),
             (None, Some(8080), 80, PortProtocol::Tcp)
         );
-        let p = parse_port("80").unwrap();
+        let p = one("80").unwrap();
         assert_eq!((p.host_port, p.container_port), (None, 80));
-        let p = parse_port("127.0.0.1:53:53/udp").unwrap();
+        let p = one("127.0.0.1:53:53/udp").unwrap();
         assert_eq!(
             (p.host_ip.as_deref(), p.host_port, p.protocol),
             (Some("127.0.0.1"), Some(53), PortProtocol::Udp)
         );
-        let p = parse_port("127.0.0.1::80").unwrap();
+        let p = one("127.0.0.1::80").unwrap();
         assert_eq!((p.host_port, p.container_port), (None, 80));
-        let p = parse_port("[::1]:8080:80").unwrap();
+        let p = one("[::1]:8080:80").unwrap();
         assert_eq!(p.host_ip.as_deref(), Some("::1"));
         for bad in [
             "",
@@ -481,7 +529,7 @@ mod tests {
             "8000-8010:80",
             "1:2:3:4",
         ] {
-            assert!(parse_port(bad).is_err(), "{bad}");
+            assert!(parse_ports(bad).is_err(), "{bad}");
         }
     }
 

@@ -4,6 +4,10 @@
 //! behind are force-deleted with `berth runtime`, processes started for this root (monitors) are
 //! killed by pid, mounts under the root are detached, and the directory is removed.
 //!
+//! Each daemon lives in a network namespace of its own (`ip netns add berth-t-<hex>`, loopback
+//! up), and every command of the test enters it, so bridges, veths and nftables rules the daemon
+//! makes never touch the host's network; the guard deletes the namespace, also on failure.
+//!
 //! Every command and every wait has a deadline; readiness is polled, never slept for.
 
 #![allow(dead_code)]
@@ -27,8 +31,93 @@ pub const WAIT_TIMEOUT: Duration = Duration::from_secs(30);
 pub const APPLETS: &[&str] = &[
     "sh", "true", "false", "echo", "cat", "ls", "hostname", "id", "mkdir", "sleep", "grep", "head",
     "ps", "mount", "wc", "test", "touch", "tty", "env", "pwd", "kill", "stat", "rm", "seq", "stty",
-    "printf", "whoami", "dd", "yes", "sync",
+    "printf", "whoami", "dd", "yes", "sync", "httpd", "wget", "ping", "nc", "ip", "ifconfig",
+    "route", "cut",
 ];
+
+/// A network namespace made for one test, deleted on drop.
+pub struct TestNetns {
+    /// Its name under /run/netns.
+    pub name: String,
+    file: fs::File,
+}
+
+impl TestNetns {
+    /// Creates `berth-t-<hex>` with loopback up.
+    pub fn new() -> TestNetns {
+        let name = format!("berth-t-{}", rand_hex(5));
+        let st = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .expect("run ip netns add (iproute2 is needed)");
+        assert!(st.success(), "ip netns add {name} failed");
+        let file = fs::File::open(format!("/run/netns/{name}")).expect("open test netns");
+        let ns = TestNetns { name, file };
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// `ip -n NAME ARGS...`, which must succeed.
+    pub fn ip(&self, args: &[&str]) {
+        let out = Command::new("ip")
+            .arg("-n")
+            .arg(&self.name)
+            .args(args)
+            .output()
+            .expect("run ip");
+        assert!(
+            out.status.success(),
+            "ip -n {} {args:?}: {}",
+            self.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Makes `cmd` run inside this namespace.
+    pub fn enter(&self, cmd: &mut Command) {
+        use std::os::fd::AsRawFd;
+        let fd = self.file.as_raw_fd();
+        // SAFETY: setns(2) is async-signal-safe; `fd` stays open as long as `self`, which outlives
+        // every command the test spawns.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setns(fd, libc::CLONE_NEWNET) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+
+    /// Runs `f` on a thread that entered this namespace (sockets it opens live there).
+    pub fn run_in<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        use std::os::fd::AsFd;
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                nix::sched::setns(self.file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+                    .expect("enter the test netns");
+                f()
+            })
+            .join()
+            .expect("thread in the test netns")
+        })
+    }
+
+    /// A command run inside this namespace.
+    pub fn command(&self, program: &str) -> Command {
+        let mut c = Command::new(program);
+        self.enter(&mut c);
+        c
+    }
+}
+
+impl Drop for TestNetns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "delete", &self.name])
+            .status();
+    }
+}
 
 static SEQ: AtomicU64 = AtomicU64::new(0);
 
@@ -244,11 +333,26 @@ pub struct Daemon {
     pub log: PathBuf,
     /// Listen address given to the daemon.
     pub listen: String,
+    /// The network namespace the daemon and every command of the test run in.
+    pub netns: TestNetns,
+    /// Extra `berth daemon` flags.
+    pub daemon_args: Vec<String>,
 }
 
 impl Daemon {
     /// Starts a daemon on a fresh root and waits until `berth info` answers.
     pub fn start() -> Daemon {
+        Daemon::start_with(&[])
+    }
+
+    /// Starts a daemon with extra flags (e.g. `--bridge-subnet`).
+    pub fn start_with(args: &[&str]) -> Daemon {
+        Daemon::start_prepared(args, |_| {})
+    }
+
+    /// Starts a daemon with extra flags after `prepare` set up its network namespace (a
+    /// pre-existing interface, say).
+    pub fn start_prepared(args: &[&str], prepare: impl FnOnce(&TestNetns)) -> Daemon {
         // Short paths: unix sockets under the root must fit in sun_path (108 bytes).
         let tmp = tempfile::Builder::new()
             .prefix("be-")
@@ -264,7 +368,10 @@ impl Daemon {
             root,
             child: None,
             listen: "127.0.0.1:0".into(),
+            netns: TestNetns::new(),
+            daemon_args: args.iter().map(|a| a.to_string()).collect(),
         };
+        prepare(&d.netns);
         d.spawn();
         d
     }
@@ -287,6 +394,7 @@ impl Daemon {
             .arg(&self.root)
             .arg("--listen")
             .arg(&self.listen)
+            .args(&self.daemon_args)
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
@@ -295,6 +403,7 @@ impl Daemon {
             .stdout(log.try_clone().expect("dup log"))
             .stderr(log)
             .process_group(0);
+        self.netns.enter(&mut cmd);
         self.child = Some(cmd.spawn().expect("spawn berth daemon"));
         self.wait_ready();
     }
@@ -369,6 +478,7 @@ impl Daemon {
         let mut c = Command::new(berth_bin());
         c.arg("--config").arg(self.config()).args(args);
         c.env_remove("BERTH_CONFIG");
+        self.netns.enter(&mut c);
         c
     }
 

@@ -1,0 +1,174 @@
+//! Berth's own nftables table (`ip berth`), the only firewall state Berth touches. It is rendered
+//! whole from the agent's leases and replaced in one atomic `nft -f -` transaction (add, delete,
+//! recreate), so stale rules cannot survive a change or a daemon restart. Published ports are
+//! elements of four maps (tcp/udp × any address/one address) behind a fixed handful of rules: a
+//! port costs one map element in the kernel, no process and no per-port rule.
+//!
+//! The `nft` binary is the interface: its text syntax is stable and the transaction is atomic; the
+//! table holds no user-controlled text (addresses, ports and interface names Berth made).
+
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::process::{Command, Stdio};
+
+use super::cidr::Ipv4Net;
+use super::ports::Proto;
+use super::NetError;
+
+/// The table's name in the `ip` family.
+pub const TABLE: &str = "berth";
+
+/// One published port: traffic to `host_ip` (any local address when `None`) : `host_port` goes to
+/// `addr` : `port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forward {
+    pub proto: Proto,
+    pub host_ip: Option<Ipv4Addr>,
+    pub host_port: u16,
+    pub addr: Ipv4Addr,
+    pub port: u16,
+}
+
+/// Everything the table holds.
+#[derive(Debug, Clone, Default)]
+pub struct Ruleset {
+    /// Each network's bridge and subnet (masquerade, forwarding).
+    pub bridges: Vec<(String, Ipv4Net)>,
+    pub forwards: Vec<Forward>,
+    /// Drop forwarded traffic that is not to or from a Berth bridge: set when Berth itself turned
+    /// forwarding on, so enabling it opens nothing else.
+    pub restrict_forwarding: bool,
+}
+
+fn elements(items: &[String]) -> String {
+    if items.is_empty() {
+        String::new()
+    } else {
+        format!(" elements = {{ {} }};", items.join(", "))
+    }
+}
+
+impl Ruleset {
+    /// The nft script that replaces the table.
+    pub fn render(&self) -> String {
+        let subnets: Vec<String> = self.bridges.iter().map(|(_, n)| n.to_string()).collect();
+        let bridges: Vec<String> = self
+            .bridges
+            .iter()
+            .map(|(b, _)| format!("\"{b}\""))
+            .collect();
+        let map = |proto: Proto, by_ip: bool| -> Vec<String> {
+            self.forwards
+                .iter()
+                .filter(|f| f.proto == proto && f.host_ip.is_some() == by_ip)
+                .map(|f| match f.host_ip {
+                    Some(ip) => format!("{ip} . {} : {} . {}", f.host_port, f.addr, f.port),
+                    None => format!("{} : {} . {}", f.host_port, f.addr, f.port),
+                })
+                .collect()
+        };
+        let mut s = format!("add table ip {TABLE}\ndelete table ip {TABLE}\ntable ip {TABLE} {{\n");
+        s += &format!(
+            "  set subnets {{ type ipv4_addr; flags interval;{} }}\n",
+            elements(&subnets)
+        );
+        s += &format!("  set bridges {{ type ifname;{} }}\n", elements(&bridges));
+        for proto in [Proto::Tcp, Proto::Udp] {
+            let p = proto.as_str();
+            s += &format!(
+                "  map {p}_any {{ type inet_service : ipv4_addr . inet_service;{} }}\n",
+                elements(&map(proto, false))
+            );
+            s += &format!(
+                "  map {p}_ip {{ type ipv4_addr . inet_service : ipv4_addr . inet_service;{} }}\n",
+                elements(&map(proto, true))
+            );
+        }
+        let dnat = || {
+            let mut r = String::new();
+            for p in ["tcp", "udp"] {
+                r += &format!("    dnat ip to ip daddr . {p} dport map @{p}_ip\n");
+                r += &format!("    fib daddr type local dnat ip to {p} dport map @{p}_any\n");
+            }
+            r
+        };
+        s += "  chain prerouting {\n    type nat hook prerouting priority dstnat; policy accept;\n";
+        s += &dnat();
+        s += "  }\n  chain output {\n    type nat hook output priority -100; policy accept;\n";
+        s += &dnat();
+        s += "  }\n  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n";
+        s += "    ip saddr @subnets oifname != @bridges masquerade\n";
+        s += "    ip saddr 127.0.0.0/8 oifname @bridges masquerade\n";
+        s += "    ct status dnat ip saddr @subnets oifname @bridges masquerade\n";
+        s += "  }\n  chain forward {\n    type filter hook forward priority filter; policy accept;\n";
+        if self.restrict_forwarding {
+            s += "    iifname @bridges accept\n    oifname @bridges accept\n    drop\n";
+        }
+        s += "  }\n}\n";
+        s
+    }
+
+    /// Replaces Berth's table with this ruleset in one transaction.
+    pub fn apply(&self) -> Result<(), NetError> {
+        run_nft(&self.render())
+    }
+}
+
+fn run_nft(script: &str) -> Result<(), NetError> {
+    let mut child = Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| NetError::io("run nft", e))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(script.as_bytes())
+            .map_err(|e| NetError::io("write to nft", e))?;
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| NetError::io("wait for nft", e))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let first = err.lines().next().unwrap_or("failed").to_owned();
+        Err(NetError::Nft(first))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_ports_as_map_elements() {
+        let r = Ruleset {
+            bridges: vec![("berth0".into(), "172.17.0.0/16".parse().unwrap())],
+            forwards: vec![
+                Forward {
+                    proto: Proto::Tcp,
+                    host_ip: None,
+                    host_port: 8080,
+                    addr: Ipv4Addr::new(172, 17, 0, 2),
+                    port: 80,
+                },
+                Forward {
+                    proto: Proto::Udp,
+                    host_ip: Some(Ipv4Addr::new(10, 0, 0, 1)),
+                    host_port: 53,
+                    addr: Ipv4Addr::new(172, 17, 0, 3),
+                    port: 5353,
+                },
+            ],
+            restrict_forwarding: false,
+        };
+        let s = r.render();
+        assert!(s.contains("map tcp_any { type inet_service : ipv4_addr . inet_service; elements = { 8080 : 172.17.0.2 . 80 }; }"));
+        assert!(s.contains("elements = { 10.0.0.1 . 53 : 172.17.0.3 . 5353 }"));
+        assert!(s.contains("elements = { \"berth0\" }"));
+        assert!(!s.contains("drop"));
+    }
+}
