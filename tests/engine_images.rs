@@ -96,12 +96,7 @@ fn save_is_read_by_skopeo_and_round_trips() {
     assert_eq!(out.stdout, "from the image\n");
 
     // stdin both ways: save to a pipe, load from stdin.
-    let bytes = Command::new(engine::berth_bin())
-        .arg("--config")
-        .arg(d.config())
-        .args(["save", "busybox"])
-        .output()
-        .unwrap();
+    let bytes = d.command(&["save", "busybox"]).output().unwrap();
     assert!(bytes.status.success());
     d.berth(&["rmi", "busybox"]).ok();
     let out = d.berth_stdin(&["load"], &bytes.stdout).ok();
@@ -512,10 +507,8 @@ fn export_and_cp_stay_inside_the_container() {
     d.berth(&["stop", "-t", "1", &c]).ok();
     d.berth_stdin(&["cp", "-", &format!("{c}:/root")], &bytes)
         .ok();
-    let out = Command::new(engine::berth_bin())
-        .arg("--config")
-        .arg(d.config())
-        .args(["cp", &format!("{c}:/root/inner"), "-"])
+    let out = d
+        .command(&["cp", &format!("{c}:/root/inner"), "-"])
         .output()
         .unwrap();
     assert!(

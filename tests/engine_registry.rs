@@ -48,8 +48,8 @@ fn layout_in(d: &Daemon, name: &str) -> OciLayout {
 
 #[test]
 fn pull_run_by_tag_and_digest_and_errors() {
-    let reg = Registry::start(Options::default());
     let d = Daemon::start();
+    let reg = Registry::start(&d.netns, Options::default());
     let mut layout = layout_in(&d, "oci");
     let img = three_layers(&d, &layout, "third layer\n");
     layout.tag("v1", &img.manifest);
@@ -200,8 +200,8 @@ fn pull_run_by_tag_and_digest_and_errors() {
 
 #[test]
 fn run_and_create_pull_a_missing_image() {
-    let reg = Registry::start(Options::default());
     let d = Daemon::start();
+    let reg = Registry::start(&d.netns, Options::default());
     let mut layout = layout_in(&d, "oci");
     let img = three_layers(&d, &layout, "pulled by run\n");
     layout.tag("v1", &img.manifest);
@@ -243,8 +243,8 @@ fn run_and_create_pull_a_missing_image() {
 
 #[test]
 fn an_index_pulls_the_host_platform() {
-    let reg = Registry::start(Options::default());
     let d = Daemon::start();
+    let reg = Registry::start(&d.netns, Options::default());
     let mut layout = layout_in(&d, "oci");
     let busybox = busybox(&d);
     let other = if host_arch() == "arm64" {
@@ -301,8 +301,8 @@ fn an_index_pulls_the_host_platform() {
 
 #[test]
 fn push_is_seen_and_copied_back_by_skopeo() {
-    let reg = Registry::start(Options::default());
     let d = Daemon::start();
+    let reg = Registry::start(&d.netns, Options::default());
     let name = reg.repo("pushed:v1");
     d.import_busybox(&name);
     let out = d.berth(&["push", &name]).ok();
@@ -350,10 +350,12 @@ fn push_is_seen_and_copied_back_by_skopeo() {
 
     // Another node (daemon) pulls what was pushed: the layer is a plain tar, as import stored it.
     let other = Daemon::start();
+    let seen_there = reg.serve_in(&other.netns);
     let run = other
         .berth(&["run", "--rm", &name, "cat", "/etc/hello.txt"])
         .ok();
     assert_eq!(run.stdout, "from the image\n");
+    drop(seen_there);
     drop(other);
 
     // Pushing again finds every blob there.
@@ -386,11 +388,14 @@ fn push_is_seen_and_copied_back_by_skopeo() {
 
 #[test]
 fn basic_auth_over_tls_with_login_and_logout() {
-    let reg = Registry::start(Options {
-        tls: true,
-        user: Some(("tester".into(), "s3cret".into())),
-    });
     let d = Daemon::start();
+    let reg = Registry::start(
+        &d.netns,
+        Options {
+            tls: true,
+            user: Some(("tester".into(), "s3cret".into())),
+        },
+    );
     let mut layout = layout_in(&d, "oci");
     let img = three_layers(&d, &layout, "private\n");
     layout.tag("v1", &img.manifest);
@@ -494,8 +499,8 @@ fn basic_auth_over_tls_with_login_and_logout() {
 
 #[test]
 fn concurrent_pulls_fetch_each_shared_blob_once() {
-    let reg = Registry::start(Options::default());
     let d = Daemon::start();
+    let reg = Registry::start(&d.netns, Options::default());
     let mut layout = layout_in(&d, "oci");
     let busybox = busybox(&d);
     let mut noise = vec![0u8; 8 << 20];
@@ -580,8 +585,8 @@ fn entries(dir: &Path) -> Vec<String> {
 
 #[test]
 fn a_pull_killed_midway_leaves_nothing_partial() {
-    let reg = Registry::start(Options::default());
     let mut d = Daemon::start();
+    let reg = Registry::start(&d.netns, Options::default());
     let mut layout = layout_in(&d, "oci");
     let mut noise = vec![0u8; 32 << 20];
     let mut f = fs::File::open("/dev/urandom").expect("urandom");
@@ -657,8 +662,8 @@ fn a_pull_killed_midway_leaves_nothing_partial() {
 
 #[test]
 fn a_registry_that_goes_away_fails_the_pull_cleanly() {
-    let mut reg = Registry::start(Options::default());
     let d = Daemon::start();
+    let mut reg = Registry::start(&d.netns, Options::default());
     let mut layout = layout_in(&d, "oci");
     let img = three_layers(&d, &layout, "x\n");
     layout.tag("v1", &img.manifest);

@@ -1,5 +1,6 @@
 //! Registry side of the registry tests: Debian's `docker-registry` (distribution 2.8) started on
-//! 127.0.0.1 with a free port and a temp storage dir (plain, or TLS with a CA made by rcgen and
+//! 127.0.0.1 inside the network namespace of the daemon under test (so nothing leaves namespaces
+//! the test made) with a free port and a temp storage dir (plain, or TLS with a CA made by rcgen and
 //! htpasswd basic auth), killed and removed by its guard; and OCI image layouts built by the test
 //! (busybox files, gzip/zstd/plain layers, configs, manifests, indexes) that `skopeo copy` puts
 //! into the registry, so the other side of every pull is software we did not write.
@@ -9,6 +10,7 @@
 use std::fs;
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -17,7 +19,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 
-use crate::engine::{run_cmd, Out};
+use crate::engine::{run_cmd, Out, TestNetns};
 
 /// Bound on a skopeo run.
 const SKOPEO_TIMEOUT: Duration = Duration::from_secs(120);
@@ -35,10 +37,52 @@ pub struct Options {
     pub user: Option<(String, String)>,
 }
 
+/// A network namespace the registry side runs in (a handle of its own on a test's namespace).
+struct Netns(fs::File);
+
+impl Netns {
+    fn of(ns: &TestNetns) -> Netns {
+        Netns(fs::File::open(format!("/run/netns/{}", ns.name)).expect("open the test netns"))
+    }
+
+    /// `program`, run inside the namespace.
+    fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new(program);
+        let fd = self.0.as_raw_fd();
+        // SAFETY: setns(2) is async-signal-safe; `fd` stays open as long as the registry, which
+        // outlives every command it spawns.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setns(fd, libc::CLONE_NEWNET) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        cmd
+    }
+
+    /// Runs `f` on a thread inside the namespace.
+    fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                nix::sched::setns(self.0.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+                    .expect("enter the test netns");
+                f()
+            })
+            .join()
+            .expect("thread in the test netns")
+        })
+    }
+}
+
 /// A running `docker-registry` owned by one test.
 pub struct Registry {
     child: Option<Child>,
-    dir: tempfile::TempDir,
+    netns: Netns,
+    /// Shared with the registries serving the same storage in other namespaces.
+    dir: std::rc::Rc<tempfile::TempDir>,
+    config: PathBuf,
     /// `127.0.0.1:PORT`.
     pub addr: String,
     /// The registry's stdout and stderr (access log included).
@@ -47,11 +91,13 @@ pub struct Registry {
     pub ca_pem: Option<String>,
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("pick a free port")
+fn free_port(netns: &Netns) -> u16 {
+    netns.run(|| {
+        TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("pick a free port")
+    })
 }
 
 fn tls_files(dir: &Path) -> (String, PathBuf, PathBuf) {
@@ -72,8 +118,8 @@ fn tls_files(dir: &Path) -> (String, PathBuf, PathBuf) {
 }
 
 impl Registry {
-    /// Starts a registry and waits until it accepts connections.
-    pub fn start(opts: Options) -> Registry {
+    /// Starts a registry in `ns` (the daemon's namespace) and waits until it accepts connections.
+    pub fn start(ns: &TestNetns, opts: Options) -> Registry {
         let dir = tempfile::Builder::new()
             .prefix("reg-")
             .tempdir_in("/tmp")
@@ -105,58 +151,93 @@ impl Registry {
                 file.display()
             );
         }
-        let log = dir.path().join("registry.log");
-        for _attempt in 0..5 {
-            let addr = format!("127.0.0.1:{}", free_port());
-            let config = dir.path().join("config.yml");
-            fs::write(
-                &config,
-                format!(
-                    "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{http_tls}{auth}",
-                    storage.display()
-                ),
-            )
-            .expect("write registry config");
-            let out = fs::File::create(&log).expect("registry log");
-            let mut child = Command::new("docker-registry")
-                .arg("serve")
-                .arg(&config)
-                .stdin(Stdio::null())
-                .stdout(out.try_clone().expect("dup log"))
-                .stderr(out)
-                .process_group(0)
-                .spawn()
-                .expect("docker-registry is needed (apt-get install docker-registry)");
-            let deadline = Instant::now() + READY_TIMEOUT;
-            let ready = loop {
-                if let Ok(Some(_)) = child.try_wait() {
-                    break false;
-                }
-                if TcpStream::connect(&addr).is_ok() {
-                    break true;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "docker-registry not ready:\n{}",
-                    fs::read_to_string(&log).unwrap_or_default()
-                );
-                std::thread::sleep(Duration::from_millis(20));
-            };
-            if ready {
-                return Registry {
-                    child: Some(child),
-                    dir,
-                    addr,
-                    log,
-                    ca_pem,
-                };
+        let netns = Netns::of(ns);
+        let port = free_port(&netns);
+        Registry::serve(
+            netns,
+            std::rc::Rc::new(dir),
+            &format!("127.0.0.1:{port}"),
+            &format!("{http_tls}{auth}"),
+            ca_pem,
+        )
+    }
+
+    /// The same registry (storage, TLS, users, address) served in another test's namespace too: a
+    /// second node reaching it.
+    pub fn serve_in(&self, ns: &TestNetns) -> Registry {
+        let config = fs::read_to_string(&self.config).expect("read the registry config");
+        let extra = config
+            .split_once(&format!("  addr: {}\n", self.addr))
+            .map(|(_, rest)| rest.to_string())
+            .unwrap_or_default();
+        Registry::serve(
+            Netns::of(ns),
+            self.dir.clone(),
+            &self.addr,
+            &extra,
+            self.ca_pem.clone(),
+        )
+    }
+
+    fn serve(
+        netns: Netns,
+        dir: std::rc::Rc<tempfile::TempDir>,
+        addr: &str,
+        extra: &str,
+        ca_pem: Option<String>,
+    ) -> Registry {
+        let storage = dir.path().join("storage");
+        let tag = rand_tag();
+        let log = dir.path().join(format!("registry-{tag}.log"));
+        let config = dir.path().join(format!("config-{tag}.yml"));
+        fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{extra}",
+                storage.display()
+            ),
+        )
+        .expect("write registry config");
+        let out = fs::File::create(&log).expect("registry log");
+        let mut child = netns
+            .command("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("dup log"))
+            .stderr(out)
+            .process_group(0)
+            .spawn()
+            .expect("docker-registry is needed (apt-get install docker-registry)");
+        let deadline = Instant::now() + READY_TIMEOUT;
+        let ready = loop {
+            if let Ok(Some(_)) = child.try_wait() {
+                break false;
             }
-            // Lost the port to someone else: pick another.
-        }
-        panic!(
+            if netns.run(|| TcpStream::connect(addr).is_ok()) {
+                break true;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "docker-registry not ready:\n{}",
+                fs::read_to_string(&log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(
+            ready,
             "docker-registry did not start:\n{}",
             fs::read_to_string(&log).unwrap_or_default()
         );
+        Registry {
+            child: Some(child),
+            netns,
+            dir,
+            config,
+            addr: addr.to_string(),
+            log,
+            ca_pem,
+        }
     }
 
     /// `127.0.0.1:PORT/name`.
@@ -183,7 +264,7 @@ impl Registry {
 
     /// `skopeo copy` of an OCI layout's tag into this registry.
     pub fn put(&self, layout: &OciLayout, tag: &str, dest: &str, extra: &[&str]) {
-        let mut cmd = Command::new("skopeo");
+        let mut cmd = self.netns.command("skopeo");
         cmd.args(["copy", "--quiet", "--dest-tls-verify=false"])
             .args(extra)
             .arg(format!("oci:{}:{tag}", layout.dir.display()))
@@ -239,7 +320,7 @@ impl Registry {
 
     /// `skopeo inspect --raw` style look at what the registry holds.
     pub fn skopeo(&self, args: &[&str], scratch: &Path) -> Out {
-        let mut cmd = Command::new("skopeo");
+        let mut cmd = self.netns.command("skopeo");
         cmd.args(args);
         run_cmd(cmd, None, SKOPEO_TIMEOUT, scratch)
     }
@@ -249,6 +330,10 @@ impl Drop for Registry {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+fn rand_tag() -> String {
+    crate::engine::rand_hex(4)
 }
 
 /// sha256 of bytes as `sha256:<hex>`.
