@@ -20,14 +20,21 @@ berth=$PWD/target/release/berth
 
 work=$(mktemp -d /tmp/berth-quickstart.XXXXXX)
 daemon_pid=
+# Only a bridge and table this run creates are removed at the end (another berth daemon may own them).
+own_network=1
+if ip link show berth0 >/dev/null 2>&1 || nft list table ip berth >/dev/null 2>&1; then
+    own_network=0
+fi
 cleanup() {
     if [ -n "$daemon_pid" ]; then
         "$berth" --config "$work/root/client.toml" rm -f quickstart web >/dev/null 2>&1 || true
         kill "$daemon_pid" 2>/dev/null || true
         wait "$daemon_pid" 2>/dev/null || true
         # The demo daemon's bridge and nftables table go with it.
-        ip link delete berth0 2>/dev/null || true
-        nft delete table ip berth 2>/dev/null || true
+        if [ "$own_network" = 1 ]; then
+            ip link delete berth0 2>/dev/null || true
+            nft delete table ip berth 2>/dev/null || true
+        fi
     fi
     rm -rf "$work"
 }
@@ -85,10 +92,18 @@ echo "== berth stop / rm"
 echo "== berth run -d -p 8080:80 (httpd)"
 "$berth" run -d --name web -p 8080:80 busybox httpd -f -p 80 -h /www
 "$berth" port web
+answered=0
 for _ in $(seq 50); do
-    curl -fsS http://127.0.0.1:8080/ 2>/dev/null && break
+    if curl -fsS http://127.0.0.1:8080/ 2>/dev/null; then
+        answered=1
+        break
+    fi
     sleep 0.1
 done
+if [ "$answered" = 0 ]; then
+    echo "quickstart: http://127.0.0.1:8080/ did not answer" >&2
+    exit 1
+fi
 echo "== curl http://127.0.0.1:8080/ answered; berth ps"
 "$berth" ps
 "$berth" rm -f web
