@@ -114,7 +114,7 @@ for _ in $(seq 200); do "$berth" info >/dev/null 2>&1 && break; sleep 0.05; done
 
 # No `rmi` on this branch: with no container using it, the image's content is removed from the
 # store on disk (the daemon keeps no image state in memory).
-forget="rm -rf $work/root/blobs/sha256 $work/root/layers $work/root/images/references.json"
+forget="sh -c 'rm -rf $work/root/blobs/sha256/* $work/root/layers/* $work/root/images/references.json'"
 log "pull: berth vs skopeo, $runs runs each"
 hyperfine -N --warmup 3 --runs "$runs" --export-json "$work/pull.json" \
     --prepare "$forget" \
