@@ -116,8 +116,10 @@ impl Session {
     /// Learns the registry's authentication up front (`GET /v2/`), so parallel transfers all start
     /// authorized.
     pub(crate) fn ping(&self) -> Result<()> {
-        let resp = self.get_like(http::Method::GET, "/v2/", None)?;
+        let mut resp = self.get_like(http::Method::GET, "/v2/", None)?;
         if resp.status().is_success() {
+            // Read to the end so the connection goes back to the pool for the next request.
+            small_body(&mut resp, "GET /v2/")?;
             return Ok(());
         }
         if resp.status() == StatusCode::BAD_REQUEST && self.endpoint.base.starts_with("http://") {
