@@ -15,7 +15,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use engine::{busybox_tarball, poll, Daemon, PtyProcess, WAIT_TIMEOUT};
-use registry::{host_arch, tar_files, Built, Comp, OciLayout, Options, Registry};
+use registry::{host_arch, tar_files, Built, Comp, OciLayout, Options, Registry, TokenServer};
 
 /// Builds the test's usual image: busybox (gzip), a zstd layer, a plain layer.
 fn three_layers(d: &Daemon, layout: &OciLayout, marker: &str) -> Built {
@@ -389,6 +389,7 @@ fn basic_auth_over_tls_with_login_and_logout() {
     let reg = Registry::start(Options {
         tls: true,
         user: Some(("tester".into(), "s3cret".into())),
+        ..Options::default()
     });
     let d = Daemon::start();
     let mut layout = layout_in(&d, "oci");
@@ -490,6 +491,57 @@ fn basic_auth_over_tls_with_login_and_logout() {
     );
     let out = d.berth(&["pull", &name]).fails(125);
     assert!(out.stderr.contains("unauthorized"), "{}", out.describe());
+}
+
+#[test]
+fn bearer_tokens_from_a_token_server() {
+    let tokens = TokenServer::start("tester", "t0ken");
+    let reg = Registry::start(Options {
+        token: Some((tokens.realm.clone(), tokens.cert_pem.clone())),
+        ..Options::default()
+    });
+    let d = Daemon::start();
+    let mut layout = layout_in(&d, "oci");
+    let img = three_layers(&d, &layout, "behind a token\n");
+    layout.tag("v1", &img.manifest);
+    reg.put(&layout, "v1", "tok:v1", &["--dest-creds", "tester:t0ken"]);
+    let name = reg.repo("tok:v1");
+
+    let out = d.berth(&["pull", &name]).fails(125);
+    assert!(
+        out.stderr.contains("unauthorized") && out.stderr.contains("berth login"),
+        "{}",
+        out.describe()
+    );
+    let out = d
+        .berth_stdin(
+            &["login", "-u", "tester", "--password-stdin", &reg.addr],
+            b"nope\n",
+        )
+        .fails(125);
+    assert!(
+        out.stderr.contains("incorrect username or password"),
+        "{}",
+        out.describe()
+    );
+    let before = tokens.issued.load(std::sync::atomic::Ordering::Relaxed);
+    d.berth_stdin(
+        &["login", "-u", "tester", "--password-stdin", &reg.addr],
+        b"t0ken\n",
+    )
+    .ok();
+    let run = d
+        .berth(&["run", "--rm", &name, "cat", "/etc/layer3.txt"])
+        .ok();
+    assert_eq!(run.stdout, "behind a token\n");
+    let pushed = reg.repo("tok-pushed:v1");
+    d.import_busybox(&pushed);
+    let out = d.berth(&["push", &pushed]).ok();
+    assert!(out.stdout.contains("v1: digest: sha256:"), "{}", out.stdout);
+    assert!(
+        tokens.issued.load(std::sync::atomic::Ordering::Relaxed) >= before + 3,
+        "login, pull and push each got a token"
+    );
 }
 
 #[test]
