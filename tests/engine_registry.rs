@@ -478,6 +478,18 @@ fn basic_auth_over_tls_with_login_and_logout() {
         .ok();
     assert_eq!(run.stdout, "second layer (zstd)\n");
 
+    // The node uses the credentials and forgets them: nothing under containers/ holds them.
+    let id = d
+        .berth(&["create", "--pull", "always", &name, "true"])
+        .ok()
+        .line();
+    let record = fs::read_to_string(d.root.join("containers").join(&id).join("state.json"))
+        .expect("the container's record");
+    assert!(
+        record.contains("private:v1") && !record.contains("s3cret"),
+        "{record}"
+    );
+
     let out = d.berth(&["logout", &reg.addr]).ok();
     assert_eq!(
         out.line(),
