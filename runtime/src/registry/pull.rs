@@ -89,7 +89,8 @@ pub fn pull(
         Some(&wanted),
         format!("Pulling from {path}"),
     ));
-    session.ping()?;
+    // No `GET /v2/` first: the manifest request learns the authentication (one round trip less),
+    // and the layers, fetched in parallel, start after it.
     // Content added below is unreferenced until the image is registered: keep removals out.
     let _guard = store.write_guard()?;
     let (bytes, content_type, digest) =
