@@ -137,7 +137,8 @@ pub fn pull(
     }
     let id = Digest::try_from(manifest.config().digest())?;
     let mut missing = Vec::new();
-    for job in layer_jobs(store, &session, path, &manifest, &id)? {
+    let (jobs, unstored_config) = layer_jobs(store, &session, path, &manifest, &id)?;
+    for job in jobs {
         let present = store.has_layer(&job.chain) && store.has_blob(&job.blob);
         let status = if present {
             "Already exists"
@@ -149,7 +150,17 @@ pub fn pull(
             missing.push(job);
         }
     }
-    pull_layers(store, &session, path, &missing, coalesce, progress)?;
+    std::thread::scope(|s| {
+        // The config's write (and its fsyncs) overlaps the layer transfers.
+        let config = unstored_config.map(|bytes| s.spawn(move || store.write_blob_bytes(&bytes)));
+        let layers = pull_layers(store, &session, path, &missing, coalesce, progress);
+        if let Some(handle) = config {
+            handle.join().map_err(|_| {
+                RegistryError::protocol(format!("image config {id}"), "storing it failed")
+            })??;
+        }
+        layers
+    })?;
     store.add_image_manifest(&bytes, std::slice::from_ref(reference))?;
     progress(Progress::line(None, format!("Digest: {digest}")));
     progress(Progress::line(
@@ -203,17 +214,18 @@ fn fetch_manifest(
     Ok((bytes, content_type, digest))
 }
 
-/// Fetches (or reads) the config and lines each layer up with its diff id and chain id.
+/// Fetches (or reads) the config and lines each layer up with its diff id and chain id. A fetched
+/// config comes back too, verified but not stored yet.
 fn layer_jobs(
     store: &Store,
     session: &Session,
     path: &str,
     manifest: &ImageManifest,
     config_digest: &Digest,
-) -> Result<Vec<LayerJob>> {
+) -> Result<(Vec<LayerJob>, Option<Vec<u8>>)> {
     let what = format!("image config {config_digest}");
-    let bytes = if store.has_blob(config_digest) {
-        store.read_blob(config_digest)?
+    let (bytes, unstored) = if store.has_blob(config_digest) {
+        (store.read_blob(config_digest)?, false)
     } else {
         let mut resp = session.get_like(
             Method::GET,
@@ -231,8 +243,7 @@ fn layer_jobs(
                 format!("the registry sent content with digest {actual}"),
             ));
         }
-        store.write_blob_bytes(&bytes)?;
-        bytes
+        (bytes, true)
     };
     let config = ImageConfiguration::from_reader(&bytes[..])
         .map_err(|e| RegistryError::protocol(&what, e))?;
@@ -263,7 +274,7 @@ fn layer_jobs(
             parent: i.checked_sub(1).map(|p| chains[p].clone()),
         });
     }
-    Ok(jobs)
+    Ok((jobs, unstored.then_some(bytes)))
 }
 
 /// Brings in every missing layer, [`PARALLEL_LAYERS`] at a time; the first failure stops the rest.
