@@ -287,12 +287,18 @@ fn an_index_pulls_the_host_platform() {
         .and_then(|m| m["digest"].as_str())
         .expect("the host's entry")
         .to_string();
+    let index_digest = reg.manifest_digest("platforms:v1", &d.dir);
+    assert_ne!(index_digest, host);
     let out = d.berth(&["pull", &name]).ok();
     assert!(
-        out.stdout.contains(&format!("Digest: {host}")),
-        "the host's manifest was chosen: {}",
+        out.stdout.contains(&format!("Digest: {index_digest}")),
+        "docker's Digest line names what the tag names, the index: {}",
         out.stdout
     );
+    // The host's own manifest is the one pulled, by digest too.
+    let by_digest = format!("{}@{host}", reg.repo("platforms"));
+    let out = d.berth(&["pull", &by_digest]).ok();
+    assert!(out.stdout.contains("Image is up to date"), "{}", out.stdout);
     let run = d
         .berth(&["run", "--rm", &name, "cat", "/etc/platform"])
         .ok();

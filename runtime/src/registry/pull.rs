@@ -95,6 +95,8 @@ pub fn pull(
     let _guard = store.write_guard()?;
     let (bytes, content_type, digest) =
         fetch_manifest(&session, reference, &wanted, reference.digest())?;
+    // What the tag names (an index, for a multi-platform image): docker's `Digest:` line.
+    let repo_digest = digest.clone();
     let (bytes, digest, manifest) = match manifest::parse(
         &bytes,
         content_type.as_deref(),
@@ -123,7 +125,7 @@ pub fn pull(
     };
     if let Ok(img) = store.resolve(&reference.canonical()) {
         if img.manifest_digest == digest {
-            progress(Progress::line(None, format!("Digest: {digest}")));
+            progress(Progress::line(None, format!("Digest: {repo_digest}")));
             progress(Progress::line(
                 None,
                 format!("Status: Image is up to date for {reference}"),
@@ -162,7 +164,7 @@ pub fn pull(
         layers
     })?;
     store.add_image_manifest(&bytes, std::slice::from_ref(reference))?;
-    progress(Progress::line(None, format!("Digest: {digest}")));
+    progress(Progress::line(None, format!("Digest: {repo_digest}")));
     progress(Progress::line(
         None,
         format!("Status: Downloaded newer image for {reference}"),
