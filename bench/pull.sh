@@ -20,7 +20,7 @@ while [ $# -gt 0 ]; do
 done
 log() { printf '==> %s\n' "$*" >&2; }
 [ "$(id -u)" = 0 ] || { echo "run as root" >&2; exit 1; }
-for tool in hyperfine skopeo docker-registry python3 busybox; do
+for tool in hyperfine skopeo docker-registry python3 busybox zstd; do
     command -v "$tool" >/dev/null || { echo "missing tool: $tool" >&2; exit 1; }
 done
 berth="${CARGO_TARGET_DIR:-$repo/target}/release/berth"
