@@ -12,9 +12,9 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Stdio;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use engine::{busybox_tarball, poll, Daemon, PtyProcess, WAIT_TIMEOUT};
+use engine::{busybox_tarball, Daemon, PtyProcess, WAIT_TIMEOUT};
 use registry::{host_arch, tar_files, Built, Comp, OciLayout, Options, Registry, TokenServer};
 
 /// Builds the test's usual image: busybox (gzip), a zstd layer, a plain layer.
@@ -682,12 +682,27 @@ fn a_pull_killed_midway_leaves_nothing_partial() {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn pull");
-    poll("a partial download in blobs/tmp", WAIT_TIMEOUT, || {
-        fs::read_dir(&blob_tmp)
-            .ok()?
-            .flatten()
-            .find(|e| e.metadata().map(|m| m.len() > 0).unwrap_or(false))
-    });
+    // Checked every 2 ms (not poll's growing delay): the transfer may take only a few tenths of
+    // a second on a fast machine.
+    let deadline = Instant::now() + WAIT_TIMEOUT;
+    loop {
+        let partial = fs::read_dir(&blob_tmp).ok().and_then(|rd| {
+            rd.flatten()
+                .find(|e| e.metadata().map(|m| m.len() > 0).unwrap_or(false))
+        });
+        if partial.is_some() {
+            break;
+        }
+        assert!(
+            !big_blob.exists(),
+            "the pull finished before it could be killed"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "no partial download appeared in blobs/tmp"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
     d.kill9();
     // The CLI would only notice at its connection's idle timeout.
     let _ = pull.kill();
