@@ -12,10 +12,10 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Stdio;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use engine::{busybox_tarball, poll, Daemon, PtyProcess, WAIT_TIMEOUT};
-use registry::{host_arch, tar_files, Built, Comp, OciLayout, Options, Registry};
+use engine::{busybox_tarball, Daemon, PtyProcess, WAIT_TIMEOUT};
+use registry::{host_arch, tar_files, Built, Comp, OciLayout, Options, Registry, TokenServer};
 
 /// Builds the test's usual image: busybox (gzip), a zstd layer, a plain layer.
 fn three_layers(d: &Daemon, layout: &OciLayout, marker: &str) -> Built {
@@ -287,12 +287,18 @@ fn an_index_pulls_the_host_platform() {
         .and_then(|m| m["digest"].as_str())
         .expect("the host's entry")
         .to_string();
+    let index_digest = reg.manifest_digest("platforms:v1", &d.dir);
+    assert_ne!(index_digest, host);
     let out = d.berth(&["pull", &name]).ok();
     assert!(
-        out.stdout.contains(&format!("Digest: {host}")),
-        "the host's manifest was chosen: {}",
+        out.stdout.contains(&format!("Digest: {index_digest}")),
+        "docker's Digest line names what the tag names, the index: {}",
         out.stdout
     );
+    // The host's own manifest is the one pulled, by digest too.
+    let by_digest = format!("{}@{host}", reg.repo("platforms"));
+    let out = d.berth(&["pull", &by_digest]).ok();
+    assert!(out.stdout.contains("Image is up to date"), "{}", out.stdout);
     let run = d
         .berth(&["run", "--rm", &name, "cat", "/etc/platform"])
         .ok();
@@ -394,6 +400,7 @@ fn basic_auth_over_tls_with_login_and_logout() {
         Options {
             tls: true,
             user: Some(("tester".into(), "s3cret".into())),
+            ..Options::default()
         },
     );
     let mut layout = layout_in(&d, "oci");
@@ -482,6 +489,18 @@ fn basic_auth_over_tls_with_login_and_logout() {
         .ok();
     assert_eq!(run.stdout, "second layer (zstd)\n");
 
+    // The node uses the credentials and forgets them: nothing under containers/ holds them.
+    let id = d
+        .berth(&["create", "--pull", "always", &name, "true"])
+        .ok()
+        .line();
+    let record = fs::read_to_string(d.root.join("containers").join(&id).join("state.json"))
+        .expect("the container's record");
+    assert!(
+        record.contains("private:v1") && !record.contains("s3cret"),
+        "{record}"
+    );
+
     let out = d.berth(&["logout", &reg.addr]).ok();
     assert_eq!(
         out.line(),
@@ -495,6 +514,60 @@ fn basic_auth_over_tls_with_login_and_logout() {
     );
     let out = d.berth(&["pull", &name]).fails(125);
     assert!(out.stderr.contains("unauthorized"), "{}", out.describe());
+}
+
+#[test]
+fn bearer_tokens_from_a_token_server() {
+    let d = Daemon::start();
+    let tokens = TokenServer::start(&d.netns, "tester", "t0ken");
+    let reg = Registry::start(
+        &d.netns,
+        Options {
+            token: Some((tokens.realm.clone(), tokens.cert_pem.clone())),
+            ..Options::default()
+        },
+    );
+    let mut layout = layout_in(&d, "oci");
+    let img = three_layers(&d, &layout, "behind a token\n");
+    layout.tag("v1", &img.manifest);
+    reg.put(&layout, "v1", "tok:v1", &["--dest-creds", "tester:t0ken"]);
+    let name = reg.repo("tok:v1");
+
+    let out = d.berth(&["pull", &name]).fails(125);
+    assert!(
+        out.stderr.contains("unauthorized") && out.stderr.contains("berth login"),
+        "{}",
+        out.describe()
+    );
+    let out = d
+        .berth_stdin(
+            &["login", "-u", "tester", "--password-stdin", &reg.addr],
+            b"nope\n",
+        )
+        .fails(125);
+    assert!(
+        out.stderr.contains("incorrect username or password"),
+        "{}",
+        out.describe()
+    );
+    let before = tokens.issued.load(std::sync::atomic::Ordering::Relaxed);
+    d.berth_stdin(
+        &["login", "-u", "tester", "--password-stdin", &reg.addr],
+        b"t0ken\n",
+    )
+    .ok();
+    let run = d
+        .berth(&["run", "--rm", &name, "cat", "/etc/layer3.txt"])
+        .ok();
+    assert_eq!(run.stdout, "behind a token\n");
+    let pushed = reg.repo("tok-pushed:v1");
+    d.import_busybox(&pushed);
+    let out = d.berth(&["push", &pushed]).ok();
+    assert!(out.stdout.contains("v1: digest: sha256:"), "{}", out.stdout);
+    assert!(
+        tokens.issued.load(std::sync::atomic::Ordering::Relaxed) >= before + 3,
+        "login, pull and push each got a token"
+    );
 }
 
 #[test]
@@ -617,12 +690,27 @@ fn a_pull_killed_midway_leaves_nothing_partial() {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn pull");
-    poll("a partial download in blobs/tmp", WAIT_TIMEOUT, || {
-        fs::read_dir(&blob_tmp)
-            .ok()?
-            .flatten()
-            .find(|e| e.metadata().map(|m| m.len() > 0).unwrap_or(false))
-    });
+    // Checked every 2 ms (not poll's growing delay): the transfer may take only a few tenths of
+    // a second on a fast machine.
+    let deadline = Instant::now() + WAIT_TIMEOUT;
+    loop {
+        let partial = fs::read_dir(&blob_tmp).ok().and_then(|rd| {
+            rd.flatten()
+                .find(|e| e.metadata().map(|m| m.len() > 0).unwrap_or(false))
+        });
+        if partial.is_some() {
+            break;
+        }
+        assert!(
+            !big_blob.exists(),
+            "the pull finished before it could be killed"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "no partial download appeared in blobs/tmp"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
     d.kill9();
     // The CLI would only notice at its connection's idle timeout.
     let _ = pull.kill();

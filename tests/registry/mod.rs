@@ -35,6 +35,8 @@ pub struct Options {
     pub tls: bool,
     /// Require this user and password (htpasswd, bcrypt).
     pub user: Option<(String, String)>,
+    /// Require bearer tokens from this realm, signed by this certificate (PEM).
+    pub token: Option<(String, String)>,
 }
 
 /// A network namespace the registry side runs in (a handle of its own on a test's namespace).
@@ -149,6 +151,14 @@ impl Registry {
             auth = format!(
                 "auth:\n  htpasswd:\n    realm: berth-test\n    path: {}\n",
                 file.display()
+            );
+        }
+        if let Some((realm, cert)) = &opts.token {
+            let bundle = dir.path().join("token-signer.pem");
+            fs::write(&bundle, cert).expect("write token signer");
+            auth = format!(
+                "auth:\n  token:\n    realm: {realm}\n    service: {TOKEN_SERVICE}\n    issuer: {TOKEN_ISSUER}\n    rootcertbundle: {}\n",
+                bundle.display()
             );
         }
         let netns = Netns::of(ns);
@@ -525,4 +535,186 @@ impl OciLayout {
         )
         .expect("write index.json");
     }
+}
+
+/// A token server for docker-registry's `auth: token:` mode: answers `GET /token?service=…&scope=…`
+/// with an ES256 JWT granting the requested scopes to one user (basic auth), as Docker Hub's auth
+/// service does; anonymous or wrong requests get 401. Its signing certificate is the registry's
+/// `rootcertbundle` and travels in the token's `x5c` header.
+pub struct TokenServer {
+    /// `http://127.0.0.1:PORT/token`.
+    pub realm: String,
+    /// The signing certificate (PEM), for the registry's rootcertbundle.
+    pub cert_pem: String,
+    /// How many tokens it issued.
+    pub issued: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+pub const TOKEN_SERVICE: &str = "berth-test-registry";
+pub const TOKEN_ISSUER: &str = "berth-test-issuer";
+
+impl TokenServer {
+    /// Serves in `ns` (the daemon's namespace), where the agent and skopeo ask it for tokens.
+    pub fn start(ns: &TestNetns, user: &str, pass: &str) -> TokenServer {
+        use base64::Engine as _;
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        use std::sync::Arc;
+        let key = rcgen::KeyPair::generate().expect("token key");
+        let params =
+            rcgen::CertificateParams::new(Vec::<String>::new()).expect("token cert params");
+        let cert = params.self_signed(&key).expect("token cert");
+        let x5c = base64::engine::general_purpose::STANDARD.encode(cert.der());
+        let signer = ring::signature::EcdsaKeyPair::from_pkcs8(
+            &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            &key.serialize_der(),
+            &ring::rand::SystemRandom::new(),
+        )
+        .expect("ring key");
+        let listener =
+            Netns::of(ns).run(|| TcpListener::bind("127.0.0.1:0").expect("token listener"));
+        listener.set_nonblocking(true).expect("nonblocking");
+        let realm = format!("http://{}/token", listener.local_addr().expect("addr"));
+        let expected = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
+        );
+        let stop = Arc::new(AtomicBool::new(false));
+        let issued = Arc::new(AtomicUsize::new(0));
+        let (stop2, issued2) = (stop.clone(), issued.clone());
+        let thread = std::thread::spawn(move || {
+            while !stop2.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((conn, _)) => {
+                        let _ = conn.set_nonblocking(false);
+                        let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+                        if answer_token(conn, &expected, &signer, &x5c) {
+                            issued2.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        TokenServer {
+            realm,
+            cert_pem: cert.pem(),
+            issued,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for TokenServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn b64url(data: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(data)
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() => {
+                out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap_or(b'?'));
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Serves one token request; true when a token was issued.
+fn answer_token(
+    mut conn: TcpStream,
+    expected_auth: &str,
+    signer: &ring::signature::EcdsaKeyPair,
+    x5c: &str,
+) -> bool {
+    use std::io::{BufRead, BufReader};
+    let mut reader = BufReader::new(conn.try_clone().expect("clone conn"));
+    let mut request_line = String::new();
+    if reader.read_line(&mut request_line).is_err() {
+        return false;
+    }
+    let mut authorized = false;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            if k.eq_ignore_ascii_case("authorization") && v.trim() == expected_auth {
+                authorized = true;
+            }
+        }
+    }
+    if !authorized {
+        let _ = conn.write_all(
+            b"HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+        );
+        return false;
+    }
+    let target = request_line.split_whitespace().nth(1).unwrap_or("");
+    let query = target.split_once('?').map(|(_, q)| q).unwrap_or("");
+    let mut access = Vec::new();
+    for pair in query.split('&') {
+        if let Some(("scope", v)) = pair.split_once('=') {
+            let scope = percent_decode(v);
+            let mut parts = scope.splitn(3, ':');
+            if let (Some(kind), Some(name), Some(actions)) =
+                (parts.next(), parts.next(), parts.next())
+            {
+                access.push(json!({"type": kind, "name": name, "actions": actions.split(',').collect::<Vec<_>>()}));
+            }
+        }
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let header = json!({"typ": "JWT", "alg": "ES256", "x5c": [x5c]});
+    let claims = json!({
+        "iss": TOKEN_ISSUER, "sub": "tester", "aud": TOKEN_SERVICE,
+        "exp": now + 300, "nbf": now - 10, "iat": now, "jti": crate::engine::rand_hex(8),
+        "access": access,
+    });
+    let signing_input = format!(
+        "{}.{}",
+        b64url(header.to_string().as_bytes()),
+        b64url(claims.to_string().as_bytes())
+    );
+    let sig = signer
+        .sign(&ring::rand::SystemRandom::new(), signing_input.as_bytes())
+        .expect("sign token");
+    let token = format!("{signing_input}.{}", b64url(sig.as_ref()));
+    let body = json!({"token": token, "expires_in": 300}).to_string();
+    let _ = conn.write_all(
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    true
 }

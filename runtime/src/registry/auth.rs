@@ -9,7 +9,9 @@ use base64::Engine as _;
 /// A user name and password (or token) for one registry, as `berth login` keeps them.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
+    /// User name.
     pub username: String,
+    /// Password or token; never printed (see the `Debug` impl).
     pub password: String,
 }
 

@@ -30,7 +30,9 @@ pub use session::login;
 /// 12-digit short digest) or a tag, `status` says what happened to it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Progress {
+    /// A layer's short digest or a tag, when the step is about one.
     pub id: Option<String>,
+    /// What happened (`Pull complete`, `Digest: sha256:…`).
     pub status: String,
     /// Bytes transferred so far and in total, while downloading or uploading.
     pub current: Option<u64>,

@@ -89,11 +89,14 @@ pub fn pull(
         Some(&wanted),
         format!("Pulling from {path}"),
     ));
-    session.ping()?;
+    // No `GET /v2/` first: the manifest request learns the authentication (one round trip less),
+    // and the layers, fetched in parallel, start after it.
     // Content added below is unreferenced until the image is registered: keep removals out.
     let _guard = store.write_guard()?;
     let (bytes, content_type, digest) =
         fetch_manifest(&session, reference, &wanted, reference.digest())?;
+    // What the tag names (an index, for a multi-platform image): docker's `Digest:` line.
+    let repo_digest = digest.clone();
     let (bytes, digest, manifest) = match manifest::parse(
         &bytes,
         content_type.as_deref(),
@@ -122,7 +125,7 @@ pub fn pull(
     };
     if let Ok(img) = store.resolve(&reference.canonical()) {
         if img.manifest_digest == digest {
-            progress(Progress::line(None, format!("Digest: {digest}")));
+            progress(Progress::line(None, format!("Digest: {repo_digest}")));
             progress(Progress::line(
                 None,
                 format!("Status: Image is up to date for {reference}"),
@@ -136,7 +139,8 @@ pub fn pull(
     }
     let id = Digest::try_from(manifest.config().digest())?;
     let mut missing = Vec::new();
-    for job in layer_jobs(store, &session, path, &manifest, &id)? {
+    let (jobs, unstored_config) = layer_jobs(store, &session, path, &manifest, &id)?;
+    for job in jobs {
         let present = store.has_layer(&job.chain) && store.has_blob(&job.blob);
         let status = if present {
             "Already exists"
@@ -148,9 +152,19 @@ pub fn pull(
             missing.push(job);
         }
     }
-    pull_layers(store, &session, path, &missing, coalesce, progress)?;
+    std::thread::scope(|s| {
+        // The config's write (and its fsyncs) overlaps the layer transfers.
+        let config = unstored_config.map(|bytes| s.spawn(move || store.write_blob_bytes(&bytes)));
+        let layers = pull_layers(store, &session, path, &missing, coalesce, progress);
+        if let Some(handle) = config {
+            handle.join().map_err(|_| {
+                RegistryError::protocol(format!("image config {id}"), "storing it failed")
+            })??;
+        }
+        layers
+    })?;
     store.add_image_manifest(&bytes, std::slice::from_ref(reference))?;
-    progress(Progress::line(None, format!("Digest: {digest}")));
+    progress(Progress::line(None, format!("Digest: {repo_digest}")));
     progress(Progress::line(
         None,
         format!("Status: Downloaded newer image for {reference}"),
@@ -202,17 +216,18 @@ fn fetch_manifest(
     Ok((bytes, content_type, digest))
 }
 
-/// Fetches (or reads) the config and lines each layer up with its diff id and chain id.
+/// Fetches (or reads) the config and lines each layer up with its diff id and chain id. A fetched
+/// config comes back too, verified but not stored yet.
 fn layer_jobs(
     store: &Store,
     session: &Session,
     path: &str,
     manifest: &ImageManifest,
     config_digest: &Digest,
-) -> Result<Vec<LayerJob>> {
+) -> Result<(Vec<LayerJob>, Option<Vec<u8>>)> {
     let what = format!("image config {config_digest}");
-    let bytes = if store.has_blob(config_digest) {
-        store.read_blob(config_digest)?
+    let (bytes, unstored) = if store.has_blob(config_digest) {
+        (store.read_blob(config_digest)?, false)
     } else {
         let mut resp = session.get_like(
             Method::GET,
@@ -230,8 +245,7 @@ fn layer_jobs(
                 format!("the registry sent content with digest {actual}"),
             ));
         }
-        store.write_blob_bytes(&bytes)?;
-        bytes
+        (bytes, true)
     };
     let config = ImageConfiguration::from_reader(&bytes[..])
         .map_err(|e| RegistryError::protocol(&what, e))?;
@@ -262,7 +276,7 @@ fn layer_jobs(
             parent: i.checked_sub(1).map(|p| chains[p].clone()),
         });
     }
-    Ok(jobs)
+    Ok((jobs, unstored.then_some(bytes)))
 }
 
 /// Brings in every missing layer, [`PARALLEL_LAYERS`] at a time; the first failure stops the rest.

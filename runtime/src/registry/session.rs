@@ -18,6 +18,8 @@ const IO_TIMEOUT: Duration = Duration::from_secs(30);
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Token and error answers are small.
 const SMALL_BODY_LIMIT: u64 = 1 << 20;
+/// What Go's TLS servers (the registry) answer to plain HTTP.
+const PLAIN_TO_TLS: &[u8] = b"Client sent an HTTP request to an HTTPS server";
 const USER_AGENT: &str = concat!("berth/", env!("CARGO_PKG_VERSION"));
 
 /// A registry conversation. Shared by the transfer threads of one pull or push.
@@ -114,21 +116,13 @@ impl Session {
     }
 
     /// Learns the registry's authentication up front (`GET /v2/`), so parallel transfers all start
-    /// authorized.
+    /// authorized (push, login).
     pub(crate) fn ping(&self) -> Result<()> {
-        let resp = self.get_like(http::Method::GET, "/v2/", None)?;
+        let mut resp = self.get_like(http::Method::GET, "/v2/", None)?;
         if resp.status().is_success() {
+            // Read to the end so the connection goes back to the pool for the next request.
+            small_body(&mut resp, "GET /v2/")?;
             return Ok(());
-        }
-        if resp.status() == StatusCode::BAD_REQUEST && self.endpoint.base.starts_with("http://") {
-            // What a TLS server answers to plain HTTP.
-            return Err(RegistryError::Unreachable {
-                registry: self.endpoint.registry.clone(),
-                problem: format!(
-                    "it speaks HTTPS: give the daemon its CA as certs.d/{}/ca.crt",
-                    self.endpoint.registry
-                ),
-            });
         }
         Err(self.status_error(format!("registry {}", self.endpoint.registry), resp))
     }
@@ -224,15 +218,22 @@ impl Session {
         if status == 401 || status == 403 {
             return self.unauthorized(self.credentials.is_some());
         }
-        let message = small_body(&mut resp, &what)
-            .ok()
-            .and_then(|b| registry_message(&b))
-            .unwrap_or_else(|| {
-                resp.status()
-                    .canonical_reason()
-                    .unwrap_or("error")
-                    .to_lowercase()
-            });
+        let body = small_body(&mut resp, &what).unwrap_or_default();
+        if status == 400 && body.starts_with(PLAIN_TO_TLS) {
+            return RegistryError::Unreachable {
+                registry: self.endpoint.registry.clone(),
+                problem: format!(
+                    "it speaks HTTPS: give the daemon its CA as certs.d/{}/ca.crt",
+                    self.endpoint.registry
+                ),
+            };
+        }
+        let message = registry_message(&body).unwrap_or_else(|| {
+            resp.status()
+                .canonical_reason()
+                .unwrap_or("error")
+                .to_lowercase()
+        });
         RegistryError::Status {
             what,
             status,
