@@ -121,7 +121,6 @@ pub fn check_exists(root: &Path, path: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Read as _;
 
     /// A container root whose `/escape` points at `/`.
     fn root() -> tempfile::TempDir {
