@@ -443,6 +443,12 @@ fn export_and_cp_stay_inside_the_container() {
         out.success().then_some(())
     });
 
+    // Commit of a running container: frozen while its layer is read, running again afterwards.
+    d.berth(&["commit", &c, "snap:1"]).ok();
+    assert_eq!(d.status(&c), "running");
+    let out = d.berth(&["run", "--rm", "snap:1", "cat", "/hello"]).ok();
+    assert_eq!(out.stdout, "hello\n");
+
     let exported = d.path("export.tar");
     d.berth(&["export", "-o", s(&exported), &c]).ok();
     let listing = tool(&d, "tar", &["-tf", s(&exported)]);

@@ -13,20 +13,14 @@ use runtime::snapshot::Snapshot;
 
 use crate::container;
 use crate::images::image_error;
+use crate::lifecycle::State;
 use crate::record::Record;
 use crate::Shared;
 
 type Reply<T> = Result<T, ApiError>;
 
 async fn record(shared: &Shared, key: &str) -> Reply<Record> {
-    let (_, addr) = shared
-        .node
-        .send(crate::node::Resolve(key.to_owned()))
-        .await
-        .map_err(|e| ApiError::internal(format!("agent actor unavailable: {e}")))??;
-    addr.send(container::RecordCopy)
-        .await
-        .map_err(|e| ApiError::internal(format!("agent actor unavailable: {e}")))
+    ask(shared, key, container::RecordCopy).await
 }
 
 /// The container's overlay, mounted (a stopped container's may have been unmounted by a reboot).
@@ -78,7 +72,14 @@ pub async fn commit(shared: Arc<Shared>, key: &str, options: CommitOptions) -> R
     for c in &options.changes {
         changes.apply_change(c).map_err(image_error)?;
     }
-    tokio::task::spawn_blocking(move || {
+    // A frozen container cannot change its files while they are read (docker's `commit -p`).
+    let frozen = options.pause && record.state == State::Running;
+    if frozen {
+        ask(&shared, key, container::Pause).await??;
+    }
+    let key = key.to_owned();
+    let thawer = shared.clone();
+    let committed = tokio::task::spawn_blocking(move || {
         let base = shared
             .images
             .resolve(&record.image_id)
@@ -105,7 +106,29 @@ pub async fn commit(shared: Arc<Shared>, key: &str, options: CommitOptions) -> R
         })
     })
     .await
-    .map_err(|e| ApiError::internal(format!("commit: {e}")))?
+    .map_err(|e| ApiError::internal(format!("commit: {e}")));
+    if frozen {
+        ask(&thawer, &key, container::Unpause).await??;
+    }
+    committed?
+}
+
+async fn ask<M>(shared: &Shared, key: &str, msg: M) -> Reply<M::Result>
+where
+    M: actix::Message + Send + 'static,
+    M::Result: Send,
+    container::ContainerActor: actix::Handler<M>,
+{
+    let (_, addr) = shared
+        .node
+        .send(crate::node::Resolve(key.to_owned()))
+        .await
+        .map_err(unavailable)??;
+    addr.send(msg).await.map_err(unavailable)
+}
+
+fn unavailable(e: actix::MailboxError) -> ApiError {
+    ApiError::internal(format!("agent actor unavailable: {e}"))
 }
 
 /// `export`: the merged root file system as a tar.

@@ -860,6 +860,8 @@ pub struct CommitOptions {
     pub author: Option<String>,
     /// `-c`: Dockerfile instructions applied to the config (CMD, ENV, ...).
     pub changes: Vec<String>,
+    /// `-p` (docker's default): freeze a running container while its layer is read.
+    pub pause: bool,
 }
 
 // ---------------------------------------------------------------------------------------------

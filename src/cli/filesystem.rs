@@ -25,7 +25,7 @@ pub struct CommitCmd {
     /// Commit message.
     #[arg(short = 'm', long)]
     message: Option<String>,
-    /// Accepted for compatibility (the layer is read while the container runs).
+    /// Pause a running container while its layer is read (default true, as docker).
     #[arg(short = 'p', long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pause: bool,
     /// The container.
@@ -64,7 +64,6 @@ pub struct CpCmd {
 
 /// `berth commit`.
 pub async fn commit(client: &Client, cmd: CommitCmd) -> Result<i32> {
-    let _ = cmd.pause;
     let req = Request::Commit {
         container: cmd.container,
         options: CommitOptions {
@@ -72,6 +71,7 @@ pub async fn commit(client: &Client, cmd: CommitCmd) -> Result<i32> {
             message: cmd.message,
             author: cmd.author,
             changes: cmd.changes,
+            pause: cmd.pause,
         },
     };
     match client.call(&req).await? {

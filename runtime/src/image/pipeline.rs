@@ -3,7 +3,9 @@
 //! buffers, so the unpacker's file system work overlaps the decompression the way
 //! `zstd -dc | tar -x` overlaps its two processes, and memory stays at a few buffers.
 
-use std::io::{self, Read};
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 /// Size of each buffer passed from the decompressing thread to the unpacker.
@@ -96,6 +98,58 @@ impl Read for ChunkReader {
         out[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
         self.pos += n;
         Ok(n)
+    }
+}
+
+/// Bytes written between two writeback starts of a [`WritebackFile`].
+const WRITEBACK_STEP: u64 = 8 << 20;
+
+/// A blob being written that asks the kernel to start writing it back every few MB
+/// (`sync_file_range(SYNC_FILE_RANGE_WRITE)`, which does not wait), so the fsync that makes the blob
+/// durable before it is published has little left to do instead of flushing the whole layer at
+/// the end.
+pub(crate) struct WritebackFile {
+    file: File,
+    written: u64,
+    started: u64,
+}
+
+impl WritebackFile {
+    pub(crate) fn new(file: File) -> Self {
+        WritebackFile {
+            file,
+            written: 0,
+            started: 0,
+        }
+    }
+
+    pub(crate) fn into_file(self) -> File {
+        self.file
+    }
+}
+
+impl Write for WritebackFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.written += n as u64;
+        if self.written - self.started >= WRITEBACK_STEP {
+            // SAFETY: sync_file_range on our own open fd with a range inside what was written. A
+            // failure only means the final fsync does all the work, so it is ignored.
+            unsafe {
+                libc::sync_file_range(
+                    self.file.as_raw_fd(),
+                    self.started as libc::off64_t,
+                    (self.written - self.started) as libc::off64_t,
+                    libc::SYNC_FILE_RANGE_WRITE,
+                )
+            };
+            self.started = self.written;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
     }
 }
 

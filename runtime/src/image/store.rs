@@ -34,7 +34,7 @@ use super::compression::{Compression, Decoder, MAGIC_LEN};
 use super::digest::{Digest, HashingReader, TeeReader};
 use super::error::{ImageError, Result};
 use super::fsutil::{self, FileLock};
-use super::pipeline::chunk_channel;
+use super::pipeline::{chunk_channel, WritebackFile};
 use super::reference::Reference;
 use super::unpack::{unpack_layer, UnpackStats};
 
@@ -443,7 +443,7 @@ impl Store {
         let (tmp_blob, blob_file) = self.temp_blob()?;
         let mut tee = TeeReader::new(
             reader,
-            BufWriter::with_capacity(BLOB_WRITE_BUFFER, blob_file),
+            BufWriter::with_capacity(BLOB_WRITE_BUFFER, WritebackFile::new(blob_file)),
         );
         let mut prefix = [0u8; MAGIC_LEN];
         let n = read_up_to(&mut tee, &mut prefix)
@@ -503,7 +503,8 @@ impl Store {
             .ok_or_else(|| ImageError::Invalid("the layer unpacker stopped early".into()))?;
         let blob_file = writer
             .into_inner()
-            .map_err(|e| ImageError::io("write layer blob", e.into_error()))?;
+            .map_err(|e| ImageError::io("write layer blob", e.into_error()))?
+            .into_file();
         check_expected(expected, &blob_digest)?;
         let diff_id = diff_digest.unwrap_or_else(|| blob_digest.clone());
         self.commit_blob(tmp_blob, blob_file, &blob_digest)?;
