@@ -6,7 +6,7 @@
 #   address, both DNAT) against straight to the container's address;
 #   daemon RSS before and after publishing 100 ports (no per-port process, unlike docker-proxy).
 # iperf3 runs inside the busybox container from the host's binary: /usr and /lib are bind-mounted
-# read-only into it (Debian's iperf3 is dynamically linked).
+# read-only into it (Debian's iperf3 is dynamically linked), with a tmpfs /tmp for its stream buffers.
 # Writes the section between <!-- network:begin --> and <!-- network:end --> of BENCHMARKS.md.
 # Usage: bench/network.sh [--runs N] [--no-build]
 set -euo pipefail
@@ -80,10 +80,10 @@ hyperfine -N --warmup 5 --runs "$runs" --export-json "$work/run.json" \
     -n "bridge -p 8080:80" "$berth run --rm -p 8080:80 busybox /bin/true" >&2
 
 log "throughput: iperf3 through a published port vs straight to the container"
-"$berth" run -d --name iperf -p 5201:5201 -v /usr:/usr:ro -v /lib:/lib:ro -v /lib64:/lib64:ro \
+"$berth" run -d --name iperf -p 5201:5201 --tmpfs /tmp -v /usr:/usr:ro -v /lib:/lib:ro -v /lib64:/lib64:ro \
     busybox /usr/bin/iperf3 -s >/dev/null
 cip=$("$berth" inspect -f '{{.NetworkSettings.IPAddress}}' iperf)
-for _ in $(seq 100); do iperf3 -c "$cip" -t 0.1 >/dev/null 2>&1 && break; sleep 0.1; done
+for _ in $(seq 100); do timeout 1 bash -c "</dev/tcp/$cip/5201" 2>/dev/null && break; sleep 0.1; done
 gbits() { iperf3 -c "$1" -p 5201 -t 5 -J | python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9)'; }
 direct=$(gbits "$cip")
 via_lo=$(gbits 127.0.0.1)
