@@ -15,6 +15,7 @@ use protocol::messages::{
     PortProtocol,
 };
 use runtime::network::link::{self, VethSpec};
+use runtime::network::nft::Ruleset;
 use runtime::network::ports::{self, Proto};
 use runtime::network::{ipam, netns, Ipv4Net};
 
@@ -36,6 +37,11 @@ pub struct NetworkActor {
     /// `berth daemon --bridge-subnet`.
     bridge_subnet: Option<Ipv4Net>,
     state: NetState,
+    /// The table as last loaded into the kernel. Each `nft` transaction costs an exec and a
+    /// commit (≈ 15 ms for a whole table, whose deletion waits for an RCU grace period), so an
+    /// unchanged table is left alone and a change of published ports only adds or removes map
+    /// elements. `None` until the first load, which replaces whatever a previous daemon left.
+    applied: Option<Ruleset>,
 }
 
 impl Actor for NetworkActor {
@@ -48,6 +54,7 @@ pub fn start(layout: Layout, bridge_subnet: Option<Ipv4Net>) -> Addr<NetworkActo
         layout: layout.clone(),
         bridge_subnet,
         state: NetState::default(),
+        applied: None,
     })
 }
 
@@ -79,11 +86,15 @@ impl NetworkActor {
             .map_err(|e| internal("persist network state", e))
     }
 
-    fn apply_rules(&self) -> Reply<()> {
-        self.state
-            .ruleset()
-            .apply()
-            .map_err(|e| internal("update nftables", e))
+    fn apply_rules(&mut self) -> Reply<()> {
+        let ruleset = self.state.ruleset();
+        let result = match self.applied.take() {
+            Some(old) => ruleset.apply_from(&old),
+            None => ruleset.apply(),
+        };
+        result.map_err(|e| internal("update nftables", e))?;
+        self.applied = Some(ruleset);
+        Ok(())
     }
 
     fn bring_up(net: &NetworkDef) -> Reply<()> {

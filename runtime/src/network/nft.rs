@@ -30,7 +30,7 @@ pub struct Forward {
 }
 
 /// Everything the table holds.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Ruleset {
     /// Each network's bridge and subnet (masquerade, forwarding).
     pub bridges: Vec<(String, Ipv4Net)>,
@@ -48,7 +48,56 @@ fn elements(items: &[String]) -> String {
     }
 }
 
+impl Forward {
+    /// The map that holds this forward: `{tcp,udp}_{any,ip}`.
+    fn map(&self) -> String {
+        let by = if self.host_ip.is_some() { "ip" } else { "any" };
+        format!("{}_{by}", self.proto.as_str())
+    }
+
+    /// The map key: the host port, preceded by the host address when bound to one.
+    fn key(&self) -> String {
+        match self.host_ip {
+            Some(ip) => format!("{ip} . {}", self.host_port),
+            None => self.host_port.to_string(),
+        }
+    }
+
+    /// The map element: key and destination.
+    fn element(&self) -> String {
+        format!("{} : {} . {}", self.key(), self.addr, self.port)
+    }
+}
+
 impl Ruleset {
+    /// The nft script that turns `old` (what the kernel holds) into this ruleset: element
+    /// additions and removals when only the published ports differ, which is what starting or
+    /// removing a container changes, else the whole table ([`Ruleset::render`]). Either way one
+    /// transaction.
+    pub fn render_from(&self, old: &Ruleset) -> String {
+        if old.bridges != self.bridges || old.restrict_forwarding != self.restrict_forwarding {
+            return self.render();
+        }
+        let mut s = String::new();
+        for f in old.forwards.iter().filter(|f| !self.forwards.contains(f)) {
+            s += &format!("delete element ip {TABLE} {} {{ {} }}\n", f.map(), f.key());
+        }
+        for f in self.forwards.iter().filter(|f| !old.forwards.contains(f)) {
+            s += &format!("add element ip {TABLE} {} {{ {} }}\n", f.map(), f.element());
+        }
+        s
+    }
+
+    /// Brings the kernel's table from `old` to this ruleset (see [`Ruleset::render_from`]);
+    /// nothing runs when they are equal.
+    pub fn apply_from(&self, old: &Ruleset) -> Result<(), NetError> {
+        let script = self.render_from(old);
+        if script.is_empty() {
+            return Ok(());
+        }
+        run_nft(&script)
+    }
+
     /// The nft script that replaces the table.
     pub fn render(&self) -> String {
         let subnets: Vec<String> = self.bridges.iter().map(|(_, n)| n.to_string()).collect();
@@ -61,10 +110,7 @@ impl Ruleset {
             self.forwards
                 .iter()
                 .filter(|f| f.proto == proto && f.host_ip.is_some() == by_ip)
-                .map(|f| match f.host_ip {
-                    Some(ip) => format!("{ip} . {} : {} . {}", f.host_port, f.addr, f.port),
-                    None => format!("{} : {} . {}", f.host_port, f.addr, f.port),
-                })
+                .map(Forward::element)
                 .collect()
         };
         let mut s = format!("add table ip {TABLE}\ndelete table ip {TABLE}\ntable ip {TABLE} {{\n");
@@ -170,5 +216,51 @@ mod tests {
         assert!(s.contains("elements = { 10.0.0.1 . 53 : 172.17.0.3 . 5353 }"));
         assert!(s.contains("elements = { \"berth0\" }"));
         assert!(!s.contains("drop"));
+    }
+
+    #[test]
+    fn a_change_of_ports_alone_is_element_updates() {
+        let web = Forward {
+            proto: Proto::Tcp,
+            host_ip: None,
+            host_port: 8080,
+            addr: Ipv4Addr::new(172, 17, 0, 2),
+            port: 80,
+        };
+        let dns = Forward {
+            proto: Proto::Udp,
+            host_ip: Some(Ipv4Addr::new(10, 0, 0, 1)),
+            host_port: 53,
+            addr: Ipv4Addr::new(172, 17, 0, 3),
+            port: 5353,
+        };
+        let base = Ruleset {
+            bridges: vec![("berth0".into(), "172.17.0.0/16".parse().unwrap())],
+            forwards: vec![web.clone()],
+            restrict_forwarding: false,
+        };
+        assert_eq!(
+            base.render_from(&base),
+            "",
+            "an unchanged table needs no transaction"
+        );
+        let next = Ruleset {
+            forwards: vec![dns],
+            ..base.clone()
+        };
+        assert_eq!(
+            next.render_from(&base),
+            "delete element ip berth tcp_any { 8080 }\n\
+             add element ip berth udp_ip { 10.0.0.1 . 53 : 172.17.0.3 . 5353 }\n"
+        );
+        let bridged = Ruleset {
+            bridges: vec![],
+            ..next.clone()
+        };
+        assert_eq!(
+            bridged.render_from(&next),
+            bridged.render(),
+            "a bridge change rebuilds"
+        );
     }
 }
