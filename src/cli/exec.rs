@@ -21,7 +21,7 @@ use protocol::session::{read_output, OutputEvent};
 use protocol::Peer;
 use quinn::{RecvStream, SendStream, VarInt};
 use tokio::signal::unix::{signal, Signal, SignalKind};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::client::{unexpected, Client};
 use super::parse;
@@ -171,17 +171,27 @@ async fn next_signal(s: &mut Option<Signal>) {
     }
 }
 
-fn send_resize(peer: &Peer, container: &str, session: &str) {
-    let Some(size) = terminal_size() else { return };
+/// Starts the task that forwards terminal sizes, one request at a time and only the latest size:
+/// two resize requests in flight could be applied in the wrong order and leave the container
+/// with the older size.
+fn spawn_resizer(peer: &Peer, container: &str, session: &str) -> watch::Sender<Option<WindowSize>> {
+    let (tx, mut rx) = watch::channel(None);
     let peer = peer.clone();
-    let req = Request::Resize {
-        container: container.to_string(),
-        session: session.to_string(),
-        size,
-    };
+    let (container, session) = (container.to_string(), session.to_string());
     tokio::spawn(async move {
-        let _ = peer.request(&req).await;
+        while rx.changed().await.is_ok() {
+            let Some(size) = *rx.borrow_and_update() else {
+                continue;
+            };
+            let req = Request::Resize {
+                container: container.clone(),
+                session: session.clone(),
+                size,
+            };
+            let _ = peer.request(&req).await;
+        }
     });
+    tx
 }
 
 fn send_kill(peer: &Peer, container: &str, sig: &str) {
@@ -227,9 +237,15 @@ pub async fn drive(
     } else {
         None
     };
-    if winch.is_some() {
-        send_resize(&client.peer, container, &header.session);
-    }
+    let resizer = winch
+        .is_some()
+        .then(|| spawn_resizer(&client.peer, container, &header.session));
+    let resize = || {
+        if let (Some(r), Some(size)) = (&resizer, terminal_size()) {
+            let _ = r.send(Some(size));
+        }
+    };
+    resize();
     let (mut sigint, mut sigterm) = if header.tty && _raw.is_some() {
         (None, signal(SignalKind::terminate()).ok())
     } else {
@@ -292,7 +308,7 @@ pub async fn drive(
                     input = None;
                 }
             },
-            _ = next_signal(&mut winch) => send_resize(&client.peer, container, &header.session),
+            _ = next_signal(&mut winch) => resize(),
             _ = next_signal(&mut sigint) => send_kill(&client.peer, container, "SIGINT"),
             _ = next_signal(&mut sigterm) => {
                 if _raw.is_some() {
