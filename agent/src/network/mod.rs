@@ -15,7 +15,7 @@ use protocol::messages::{
     PortProtocol,
 };
 use runtime::network::link::{self, VethSpec};
-use runtime::network::nft::Ruleset;
+use runtime::network::nft::{Pending, Ruleset};
 use runtime::network::ports::{self, Proto};
 use runtime::network::{ipam, netns, Ipv4Net};
 
@@ -86,15 +86,25 @@ impl NetworkActor {
             .map_err(|e| internal("persist network state", e))
     }
 
-    fn apply_rules(&mut self) -> Reply<()> {
+    /// Starts loading the rules of the current state; [`NetworkActor::finish_rules`] waits.
+    fn start_rules(&mut self) -> Reply<(Ruleset, Pending)> {
         let ruleset = self.state.ruleset();
-        let result = match self.applied.take() {
-            Some(old) => ruleset.apply_from(&old),
-            None => ruleset.apply(),
-        };
-        result.map_err(|e| internal("update nftables", e))?;
+        let old = self.applied.take();
+        let pending = ruleset
+            .start_from(old.as_ref())
+            .map_err(|e| internal("update nftables", e))?;
+        Ok((ruleset, pending))
+    }
+
+    fn finish_rules(&mut self, (ruleset, pending): (Ruleset, Pending)) -> Reply<()> {
+        pending.wait().map_err(|e| internal("update nftables", e))?;
         self.applied = Some(ruleset);
         Ok(())
+    }
+
+    fn apply_rules(&mut self) -> Reply<()> {
+        let rules = self.start_rules()?;
+        self.finish_rules(rules)
     }
 
     fn bring_up(net: &NetworkDef) -> Reply<()> {
@@ -286,18 +296,22 @@ impl NetworkActor {
         let net = self.network_for(&msg.network)?;
         let ports = self.resolve_ports(&msg.ports)?;
         let att = self.new_attachment(&msg.id, &net, 0)?;
-        self.plug(&msg.id, &att, &net, true)?;
         let endpoint = Endpoint {
             container: msg.id.clone(),
             name: msg.name,
             hostname: msg.hostname,
-            attachments: vec![att],
+            attachments: vec![att.clone()],
             ports,
         };
         self.state
             .endpoints
             .insert(msg.id.clone(), endpoint.clone());
-        if let Err(e) = self.apply_rules().and_then(|()| self.save()) {
+        // The DNAT rules need only the address and the ports: they load while the namespace and
+        // the veth are made.
+        let rules = self.start_rules();
+        let plugged = self.plug(&msg.id, &att, &net, true);
+        let loaded = rules.and_then(|r| self.finish_rules(r));
+        if let Err(e) = plugged.and(loaded).and_then(|()| self.save()) {
             self.detach(&msg.id);
             return Err(e);
         }
@@ -310,6 +324,8 @@ impl NetworkActor {
         let Some(ep) = self.state.endpoints.remove(id) else {
             return;
         };
+        // The rules are withdrawn while the links and the namespace go.
+        let rules = self.start_rules();
         for a in &ep.attachments {
             if let Err(e) = link::delete_link(&a.veth) {
                 tracing::warn!(container = %id, "delete {}: {e}", a.veth);
@@ -318,7 +334,10 @@ impl NetworkActor {
         if let Err(e) = netns::remove(&self.layout.netns(id)) {
             tracing::warn!(container = %id, "remove namespace: {e}");
         }
-        if let Err(e) = self.apply_rules().and_then(|()| self.save()) {
+        if let Err(e) = rules
+            .and_then(|r| self.finish_rules(r))
+            .and_then(|()| self.save())
+        {
             tracing::warn!(container = %id, "{}", e.message);
         }
         let nets: Vec<String> = ep.attachments.iter().map(|a| a.network.clone()).collect();

@@ -88,14 +88,19 @@ impl Ruleset {
         s
     }
 
-    /// Brings the kernel's table from `old` to this ruleset (see [`Ruleset::render_from`]);
-    /// nothing runs when they are equal.
-    pub fn apply_from(&self, old: &Ruleset) -> Result<(), NetError> {
-        let script = self.render_from(old);
+    /// Starts bringing the kernel's table from `old` (what it holds; `None` when unknown) to this
+    /// ruleset, in the background so the caller can overlap it with other setup: element updates
+    /// when only ports differ (see [`Ruleset::render_from`]), nothing when they are equal, else
+    /// the whole table.
+    pub fn start_from(&self, old: Option<&Ruleset>) -> Result<Pending, NetError> {
+        let script = match old {
+            Some(old) => self.render_from(old),
+            None => self.render(),
+        };
         if script.is_empty() {
-            return Ok(());
+            return Ok(Pending(None));
         }
-        run_nft(&script)
+        spawn_nft(&script).map(|child| Pending(Some(child)))
     }
 
     /// The nft script that replaces the table.
@@ -156,11 +161,34 @@ impl Ruleset {
 
     /// Replaces Berth's table with this ruleset in one transaction.
     pub fn apply(&self) -> Result<(), NetError> {
-        run_nft(&self.render())
+        self.start_from(None)?.wait()
     }
 }
 
-fn run_nft(script: &str) -> Result<(), NetError> {
+/// An `nft` transaction under way; [`Pending::wait`] tells how it ended. Dropping it waits too, so
+/// no child is left unreaped.
+pub struct Pending(Option<std::process::Child>);
+
+impl Pending {
+    /// Waits for the transaction; its error is nft's first line.
+    pub fn wait(mut self) -> Result<(), NetError> {
+        match self.0.take() {
+            Some(child) => finish_nft(child),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.take() {
+            let _ = finish_nft(child);
+        }
+    }
+}
+
+/// Starts `nft -f -` with `script` on its stdin.
+fn spawn_nft(script: &str) -> Result<std::process::Child, NetError> {
     let mut child = Command::new("nft")
         .args(["-f", "-"])
         .stdin(Stdio::piped())
@@ -169,10 +197,16 @@ fn run_nft(script: &str) -> Result<(), NetError> {
         .spawn()
         .map_err(|e| NetError::io("run nft", e))?;
     if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(script.as_bytes())
-            .map_err(|e| NetError::io("write to nft", e))?;
+        if let Err(e) = stdin.write_all(script.as_bytes()) {
+            drop(stdin);
+            let _ = finish_nft(child);
+            return Err(NetError::io("write to nft", e));
+        }
     }
+    Ok(child)
+}
+
+fn finish_nft(child: std::process::Child) -> Result<(), NetError> {
     let out = child
         .wait_with_output()
         .map_err(|e| NetError::io("wait for nft", e))?;
