@@ -1,6 +1,7 @@
 //! Berth's own nftables table (`ip berth`), the only firewall state Berth touches. It is rendered
 //! whole from the agent's leases and replaced in one atomic `nft -f -` transaction (add, delete,
-//! recreate), so stale rules cannot survive a change or a daemon restart. Published ports are
+//! recreate), so stale rules cannot survive a daemon restart; later changes of published ports are
+//! map element updates from the table the kernel holds ([`Ruleset::start_from`]). Published ports are
 //! elements of four maps (tcp/udp × any address/one address) behind a fixed handful of rules: a
 //! port costs one map element in the kernel, no process and no per-port rule.
 //!
