@@ -529,6 +529,75 @@ fn export_and_cp_stay_inside_the_container() {
 }
 
 #[test]
+fn cp_reaches_volumes_and_respects_read_only_mounts() {
+    let d = Daemon::with_busybox();
+    let vol = unique("cpvol");
+    let c = unique("cpv");
+    let host = d.dir.join("cp-bind");
+    fs::create_dir_all(&host).unwrap();
+    d.berth(&[
+        "run",
+        "-d",
+        "--name",
+        &c,
+        "-v",
+        &format!("{vol}:/data"),
+        "-v",
+        &format!("{}:/ro:ro", s(&host)),
+        "busybox",
+        "sleep",
+        "600",
+    ])
+    .ok();
+    let file = d.dir.join("note.txt");
+    fs::write(&file, "kept in the volume\n").unwrap();
+
+    // Into a path under the volume: the running container and the next one both see it.
+    d.berth(&["cp", s(&file), &format!("{c}:/data/note.txt")])
+        .ok();
+    let seen = d.berth(&["exec", &c, "cat", "/data/note.txt"]).ok();
+    assert_eq!(seen.stdout, "kept in the volume\n");
+    let next = d
+        .berth(&[
+            "run",
+            "--rm",
+            "-v",
+            &format!("{vol}:/data"),
+            "busybox",
+            "cat",
+            "/data/note.txt",
+        ])
+        .ok();
+    assert_eq!(next.stdout, "kept in the volume\n");
+
+    // Out of the volume, and the mount point itself under its own name.
+    let out = d.dir.join("back");
+    fs::create_dir_all(&out).unwrap();
+    d.berth(&["cp", &format!("{c}:/data/note.txt"), s(&out)])
+        .ok();
+    assert_eq!(
+        fs::read_to_string(out.join("note.txt")).unwrap(),
+        "kept in the volume\n"
+    );
+    d.berth(&["cp", &format!("{c}:/data"), s(&out)]).ok();
+    assert_eq!(
+        fs::read_to_string(out.join("data/note.txt")).unwrap(),
+        "kept in the volume\n"
+    );
+
+    // A read-only bind refuses, and nothing lands on the host.
+    let refused = d.berth(&["cp", s(&file), &format!("{c}:/ro/note.txt")]);
+    assert_ne!(refused.code, Some(0), "{}", refused.describe());
+    assert!(
+        refused.stderr.contains("read-only"),
+        "{}",
+        refused.describe()
+    );
+    assert!(!host.join("note.txt").exists());
+    d.berth(&["rm", "-f", &c]).ok();
+}
+
+#[test]
 fn hostile_archives_leave_the_store_unchanged() {
     let d = Daemon::with_busybox();
     let saved = d.path("good.tar");

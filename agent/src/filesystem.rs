@@ -59,6 +59,26 @@ fn container_path(path: &str) -> Reply<PathBuf> {
     Ok(PathBuf::from(path))
 }
 
+/// Where a container path lives on the host: under a volume or directory bind mount, in the
+/// mount's source (the overlay holds only what the mount hides, so a file copied there would be
+/// lost from the container's view); anywhere else, in the merged root. Returns the root to
+/// resolve in (with `RESOLVE_IN_ROOT`), the path inside it, and whether it may be written.
+fn locate(record: &Record, merged: PathBuf, path: &Path) -> (PathBuf, PathBuf, bool) {
+    let lexical = !path
+        .components()
+        .any(|c| c == std::path::Component::ParentDir);
+    let mount = record
+        .mounts
+        .iter()
+        .filter(|m| lexical && m.kind != "tmpfs" && Path::new(&m.source).is_dir())
+        .filter_map(|m| path.strip_prefix(&m.destination).ok().map(|rest| (m, rest)))
+        .max_by_key(|(m, _)| Path::new(&m.destination).components().count());
+    match mount {
+        Some((m, rest)) => (PathBuf::from(&m.source), Path::new("/").join(rest), m.rw),
+        None => (merged, path.to_path_buf(), true),
+    }
+}
+
 /// `commit`.
 pub async fn commit(shared: Arc<Shared>, key: &str, options: CommitOptions) -> Reply<Response> {
     let record = record(&shared, key).await?;
@@ -161,13 +181,20 @@ pub async fn copy_from(shared: Arc<Shared>, key: &str, path: &str, responder: Re
         let record = record(&shared, key).await?;
         let path = container_path(path)?;
         let snap = snapshot(&shared, &record)?;
-        copy::check_exists(&snap.merged(), &path).map_err(|e| match e {
+        let asked = path.clone();
+        let (root, path, _) = locate(&record, snap.merged(), &path);
+        // The path is a mount point itself: its content is the mount's source, named as asked.
+        if path == Path::new("/") && asked != Path::new("/") {
+            let name = asked.file_name().map(PathBuf::from);
+            return Ok::<_, ApiError>((root.clone(), path, Some(root), name));
+        }
+        copy::check_exists(&root, &path).map_err(|e| match e {
             runtime::image::ImageError::Invalid(m) => ApiError::not_found(m),
             other => image_error(other),
         })?;
-        Ok::<_, ApiError>((snap, path))
+        Ok::<_, ApiError>((root, path, None, None))
     };
-    let (snap, path) = match prepared.await {
+    let (root, path, mount_root, container_name) = match prepared.await {
         Ok(p) => p,
         Err(e) => {
             let _ = responder.fail(e).await;
@@ -178,9 +205,11 @@ pub async fn copy_from(shared: Arc<Shared>, key: &str, path: &str, responder: Re
         return;
     };
     crate::transfer::download(send, "cp", move |w| {
-        copy::copy_out(&snap.merged(), &path, w)
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+        let written = match (&mount_root, container_name) {
+            (Some(dir), Some(name)) => copy::copy_dir_out(dir, &name, w),
+            _ => copy::copy_out(&root, &path, w),
+        };
+        written.map(|_| ()).map_err(|e| e.to_string())
     })
     .await;
 }
@@ -197,12 +226,18 @@ pub async fn copy_to(
         let record = record(&shared, key).await?;
         let path = container_path(path)?;
         let snap = snapshot(&shared, &record)?;
+        let (root, inside, writable) = locate(&record, snap.merged(), &path);
+        if !writable {
+            return Err(ApiError::invalid(format!(
+                "{}: the destination is on a read-only mount",
+                path.display()
+            )));
+        }
         let body = responder
             .body()
             .ok_or_else(|| ApiError::invalid("cp needs an archive after the request"))?;
         crate::transfer::upload(body, move |reader| {
-            copy::copy_in(&snap.merged(), Path::new(&path), reader, into_dir_only)
-                .map_err(image_error)
+            copy::copy_in(&root, &inside, reader, into_dir_only).map_err(image_error)
         })
         .await?;
         Ok(Response::Done)

@@ -22,6 +22,22 @@ pub fn copy_out<W: Write>(root: &Path, path: &Path, out: W) -> Result<W> {
     tree_tar::write_object(dir.as_fd(), &name, &as_name, out)
 }
 
+/// Writes the directory `dir` itself (a mount's source on the host, which Berth made) as a tar
+/// whose single top-level entry is named `as_name`: `cp CONTAINER:/data` when `/data` is a volume.
+pub fn copy_dir_out<W: Write>(dir: &Path, as_name: &Path, out: W) -> Result<W> {
+    let (Some(parent), Some(name)) = (dir.parent(), dir.file_name()) else {
+        return Err(ImageError::Invalid(format!(
+            "{} does not name a directory",
+            dir.display()
+        )));
+    };
+    let parent_fd = fsutil::open_dir(parent)
+        .map_err(|e| ImageError::io(format!("open {}", parent.display()), e))?;
+    let name =
+        fsutil::cstr(name.as_bytes()).map_err(|e| ImageError::io(dir.display().to_string(), e))?;
+    tree_tar::write_object(parent_fd.as_fd(), &name, as_name, out)
+}
+
 /// Unpacks the tar stream `input` at `dest` in the file system at `root`, as `docker cp` does:
 /// into `dest` when it is an existing directory; otherwise the archive's single top-level entry
 /// becomes `dest` (created, or replacing a file). With `into_dir_only` (an archive given on stdin)
