@@ -175,26 +175,36 @@ pub async fn export(shared: Arc<Shared>, key: &str, responder: Responder) {
     .await;
 }
 
+/// What `cp` out reads.
+enum CopySource {
+    /// A path resolved inside `root`.
+    Path { root: PathBuf, path: PathBuf },
+    /// A mount point itself: the mount's source directory, named as the container calls it.
+    Mount { dir: PathBuf, name: PathBuf },
+}
+
 /// `cp CONTAINER:PATH …`: the path as a tar.
 pub async fn copy_from(shared: Arc<Shared>, key: &str, path: &str, responder: Responder) {
     let prepared = async {
         let record = record(&shared, key).await?;
         let path = container_path(path)?;
         let snap = snapshot(&shared, &record)?;
-        let asked = path.clone();
-        let (root, path, _) = locate(&record, snap.merged(), &path);
-        // The path is a mount point itself: its content is the mount's source, named as asked.
-        if path == Path::new("/") && asked != Path::new("/") {
-            let name = asked.file_name().map(PathBuf::from);
-            return Ok::<_, ApiError>((root.clone(), path, Some(root), name));
+        let (root, inside, _) = locate(&record, snap.merged(), &path);
+        if inside == Path::new("/") {
+            if let Some(name) = path.file_name() {
+                return Ok::<_, ApiError>(CopySource::Mount {
+                    dir: root,
+                    name: PathBuf::from(name),
+                });
+            }
         }
-        copy::check_exists(&root, &path).map_err(|e| match e {
+        copy::check_exists(&root, &inside).map_err(|e| match e {
             runtime::image::ImageError::Invalid(m) => ApiError::not_found(m),
             other => image_error(other),
         })?;
-        Ok::<_, ApiError>((root, path, None, None))
+        Ok(CopySource::Path { root, path: inside })
     };
-    let (root, path, mount_root, container_name) = match prepared.await {
+    let source = match prepared.await {
         Ok(p) => p,
         Err(e) => {
             let _ = responder.fail(e).await;
@@ -205,9 +215,9 @@ pub async fn copy_from(shared: Arc<Shared>, key: &str, path: &str, responder: Re
         return;
     };
     crate::transfer::download(send, "cp", move |w| {
-        let written = match (&mount_root, container_name) {
-            (Some(dir), Some(name)) => copy::copy_dir_out(dir, &name, w),
-            _ => copy::copy_out(&root, &path, w),
+        let written = match &source {
+            CopySource::Mount { dir, name } => copy::copy_dir_out(dir, name, w),
+            CopySource::Path { root, path } => copy::copy_out(root, path, w),
         };
         written.map(|_| ()).map_err(|e| e.to_string())
     })
