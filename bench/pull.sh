@@ -11,6 +11,7 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 runs=30
 build=1
+args=("$@")
 while [ $# -gt 0 ]; do
     case $1 in
     --runs) runs=$2; shift 2 ;;
@@ -18,6 +19,17 @@ while [ $# -gt 0 ]; do
     *) echo "unknown option: $1" >&2; exit 2 ;;
     esac
 done
+# The daemon makes a bridge and an nftables table when it starts: run the whole benchmark (registry,
+# skopeo, daemon) in a network namespace of its own, so the host's network is never touched.
+if [ -z "${BERTH_BENCH_NETNS:-}" ]; then
+    [ "$(id -u)" = 0 ] || { echo "run as root" >&2; exit 1; }
+    ns="berth-bench-$$"
+    ip netns add "$ns"
+    trap 'ip netns delete "$ns"' EXIT
+    ip -n "$ns" link set lo up
+    BERTH_BENCH_NETNS=$ns nsenter --net="/run/netns/$ns" "$0" "${args[@]}"
+    exit $?
+fi
 log() { printf '==> %s\n' "$*" >&2; }
 [ "$(id -u)" = 0 ] || { echo "run as root" >&2; exit 1; }
 for tool in hyperfine skopeo docker-registry python3 busybox zstd; do
