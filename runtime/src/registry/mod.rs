@@ -18,6 +18,7 @@ mod push;
 mod session;
 #[cfg(test)]
 mod tests;
+mod workers;
 
 pub use auth::Credentials;
 pub use endpoint::RegistryConfig;

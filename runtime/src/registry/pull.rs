@@ -4,8 +4,6 @@
 //! through the caller's [`Coalesce`].
 
 use std::io::{self, Read};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
 
 use oci_spec::image::{ImageConfiguration, ImageManifest};
 use ureq::http::{header, Method};
@@ -15,7 +13,7 @@ use super::endpoint::RegistryConfig;
 use super::error::{RegistryError, Result};
 use super::manifest::{self, Fetched};
 use super::session::{read_limited, Session};
-use super::{Progress, ProgressSink};
+use super::{workers, Progress, ProgressSink};
 use crate::image::{Digest, ImageError, Reference, Store};
 
 /// Layers transferred at once.
@@ -288,30 +286,9 @@ fn pull_layers(
     coalesce: &dyn Coalesce,
     progress: ProgressSink,
 ) -> Result<()> {
-    let next = AtomicUsize::new(0);
-    let failed = AtomicBool::new(false);
-    let first_error = Mutex::new(None);
-    std::thread::scope(|s| {
-        for _ in 0..PARALLEL_LAYERS.min(jobs.len()) {
-            s.spawn(|| {
-                while !failed.load(Ordering::Relaxed) {
-                    let Some(job) = jobs.get(next.fetch_add(1, Ordering::Relaxed)) else {
-                        break;
-                    };
-                    if let Err(e) = pull_layer(store, session, path, job, coalesce, progress) {
-                        failed.store(true, Ordering::Relaxed);
-                        if let Ok(mut first) = first_error.lock() {
-                            first.get_or_insert(e);
-                        }
-                    }
-                }
-            });
-        }
-    });
-    match first_error.into_inner() {
-        Ok(Some(e)) => Err(e),
-        _ => Ok(()),
-    }
+    workers::for_each(jobs, PARALLEL_LAYERS, |job| {
+        pull_layer(store, session, path, job, coalesce, progress)
+    })
 }
 
 fn pull_layer(

@@ -3,8 +3,6 @@
 //! manifest, byte for byte, under the tag.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
 
 use oci_spec::image::ImageManifest;
 use ureq::http::{self, header, Method, StatusCode};
@@ -14,7 +12,7 @@ use super::endpoint::RegistryConfig;
 use super::error::{RegistryError, Result};
 use super::manifest;
 use super::session::Session;
-use super::{Progress, ProgressSink};
+use super::{workers, Progress, ProgressSink};
 use crate::image::{Digest, ImageError, Reference, Store};
 
 /// Blobs uploaded at once.
@@ -155,34 +153,12 @@ fn push_blobs(
     sources: &HashMap<Digest, String>,
     progress: ProgressSink,
 ) -> Result<()> {
-    let next = AtomicUsize::new(0);
-    let failed = AtomicBool::new(false);
-    let first_error = Mutex::new(None);
-    std::thread::scope(|s| {
-        for _ in 0..PARALLEL_BLOBS.min(blobs.len()) {
-            s.spawn(|| {
-                while !failed.load(Ordering::Relaxed) {
-                    let Some(blob) = blobs.get(next.fetch_add(1, Ordering::Relaxed)) else {
-                        break;
-                    };
-                    let lender = sources.get(blob).map(String::as_str);
-                    match push_blob(store, session, path, blob, lender) {
-                        Ok(status) => progress(Progress::line(Some(blob.short()), status)),
-                        Err(e) => {
-                            failed.store(true, Ordering::Relaxed);
-                            if let Ok(mut first) = first_error.lock() {
-                                first.get_or_insert(e);
-                            }
-                        }
-                    }
-                }
-            });
-        }
-    });
-    match first_error.into_inner() {
-        Ok(Some(e)) => Err(e),
-        _ => Ok(()),
-    }
+    workers::for_each(blobs, PARALLEL_BLOBS, |blob| {
+        let lender = sources.get(blob).map(String::as_str);
+        let status = push_blob(store, session, path, blob, lender)?;
+        progress(Progress::line(Some(blob.short()), status));
+        Ok(())
+    })
 }
 
 /// Makes one blob present in the repository; says how (docker's wording).
