@@ -23,14 +23,7 @@ done
 log() { printf '==> %s\n' "$*" >&2; }
 [ "$(id -u)" = 0 ] || { echo "run as root" >&2; exit 1; }
 # The daemon makes a bridge and an nftables table: run it all in a network namespace of its own.
-if [ -z "${BERTH_BENCH_NETNS:-}" ]; then
-    ns="berth-bench-$$"
-    ip netns add "$ns"
-    trap 'ip netns delete "$ns"' EXIT
-    ip -n "$ns" link set lo up
-    BERTH_BENCH_NETNS=$ns nsenter --net="/run/netns/$ns" "$0" "${args[@]}"
-    exit $?
-fi
+. "$repo/bench/netns.sh"
 for tool in hyperfine crun python3 busybox; do
     command -v "$tool" >/dev/null || { echo "missing tool: $tool" >&2; exit 1; }
 done

@@ -28,24 +28,19 @@ for tool in hyperfine python3 busybox iperf3 ip nsenter; do
     command -v "$tool" >/dev/null || { echo "missing tool: $tool" >&2; exit 1; }
 done
 
-# Re-run this script inside a fresh network namespace, removed afterwards whatever happens.
-if [ -z "${BERTH_BENCH_NETNS:-}" ]; then
-    ns="berth-bench-$$"
-    ip netns add "$ns"
-    trap 'ip netns delete "$ns"' EXIT
-    ip -n "$ns" link set lo up
-    # The namespace's own "host address", on a veth pair inside it.
+# The namespace's own "host address", on a veth pair inside it.
+bench_netns_setup() {
+    local ns=$1
     ip -n "$ns" link add bhost0 type veth peer name bhost1
     ip -n "$ns" addr add 10.213.0.1/24 dev bhost0
     ip -n "$ns" link set bhost0 up
-    BERTH_BENCH_NETNS=$ns nsenter --net="/run/netns/$ns" "$0" "${args[@]}"
-    exit $?
-fi
+}
+. "$repo/bench/netns.sh"
 
 berth="${CARGO_TARGET_DIR:-$repo/target}/release/berth"
 if [ "$build" = 1 ]; then
     log "building berth (release)"
-    (cd "$repo" && nice cargo build --release --bin berth)
+    (cd "$repo" && nice cargo build --release --bin berth --bin berth-shim)
 fi
 
 work=$(mktemp -d /tmp/berth-net-bench-XXXXXX)

@@ -20,16 +20,9 @@ while [ $# -gt 0 ]; do
     esac
 done
 # The daemon makes a bridge and an nftables table when it starts: run the whole benchmark (registry,
-# skopeo, daemon) in a network namespace of its own, so the host's network is never touched.
-if [ -z "${BERTH_BENCH_NETNS:-}" ]; then
-    [ "$(id -u)" = 0 ] || { echo "run as root" >&2; exit 1; }
-    ns="berth-bench-$$"
-    ip netns add "$ns"
-    trap 'ip netns delete "$ns"' EXIT
-    ip -n "$ns" link set lo up
-    BERTH_BENCH_NETNS=$ns nsenter --net="/run/netns/$ns" "$0" "${args[@]}"
-    exit $?
-fi
+# skopeo, daemon) in a network namespace of its own.
+[ "$(id -u)" = 0 ] || { echo "run as root" >&2; exit 1; }
+. "$repo/bench/netns.sh"
 log() { printf '==> %s\n' "$*" >&2; }
 [ "$(id -u)" = 0 ] || { echo "run as root" >&2; exit 1; }
 for tool in hyperfine skopeo docker-registry python3 busybox zstd; do
@@ -38,7 +31,7 @@ done
 berth="${CARGO_TARGET_DIR:-$repo/target}/release/berth"
 if [ "$build" = 1 ]; then
     log "building berth (release)"
-    (cd "$repo" && nice cargo build --release --bin berth)
+    (cd "$repo" && nice cargo build --release --bin berth --bin berth-shim)
 fi
 
 work=$(mktemp -d /tmp/berth-pull-bench-XXXXXX)
