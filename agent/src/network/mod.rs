@@ -560,8 +560,14 @@ impl NetworkActor {
         if let Some(e) = self.state.endpoints.get_mut(id) {
             e.attachments.push(att);
         }
+        self.endpoint_changed(id, net.name)
+    }
+
+    /// After `connect` or `disconnect`: persists the leases, rewrites the hosts files of the
+    /// network's containers and returns the container's endpoint as it now is.
+    fn endpoint_changed(&mut self, id: &str, network: String) -> Reply<Endpoint> {
         self.save()?;
-        self.write_hosts(Some(id), &[net.name]);
+        self.write_hosts(Some(id), &[network]);
         self.state
             .endpoints
             .get(id)
@@ -598,13 +604,7 @@ impl NetworkActor {
         if let Some(e) = self.state.endpoints.get_mut(id) {
             e.attachments.remove(pos);
         }
-        self.save()?;
-        self.write_hosts(Some(id), &[net.name]);
-        self.state
-            .endpoints
-            .get(id)
-            .cloned()
-            .ok_or_else(|| ApiError::internal("endpoint vanished"))
+        self.endpoint_changed(id, net.name)
     }
 }
 
