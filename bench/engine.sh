@@ -92,9 +92,9 @@ monitors=$(pgrep -xc "berth-shim" || true)
 "$berth" rm -f $("$berth" ps -aq) >/dev/null
 removed=$(date +%s.%N)
 
-python3 - "$repo/BENCHMARKS.md" "$work/run.json" "$containers" "$start" "$started" "$removed" \
+PYTHONPATH="$repo/bench" python3 - "$repo/BENCHMARKS.md" "$work/run.json" "$containers" "$start" "$started" "$removed" \
     "$idle_rss" "$busy_rss" "$pss" "$monitors" "$(crun --version | head -1)" "$(git -C "$repo" rev-parse --short HEAD)" <<'PY'
-import json, sys, datetime, platform, re
+import json, sys, datetime, platform, re, section
 (path, runj, n, t0, t1, t2, idle, busy, pss, monitors, crun_v, rev) = sys.argv[1:]
 res = {r["command"]: r for r in json.load(open(runj))["results"]}
 med = lambda r: sorted(r["times"])[len(r["times"]) // 2] * 1000
@@ -119,12 +119,5 @@ lines = [
     f"- Monitor (`berth-shim`) PSS, median of {monitors}: {int(pss)/1024:.2f} MB (conmon 0.41 MB, containerd-shim-runc-v2 2.9 MB).",
     "<!-- engine:end -->",
 ]
-text = open(path).read() if __import__("os").path.exists(path) else "# Benchmarks\n"
-block = "\n".join(lines)
-if "<!-- engine:begin -->" in text:
-    text = re.sub(r"<!-- engine:begin -->.*?<!-- engine:end -->", block, text, flags=re.S)
-else:
-    text = text.rstrip("\n") + "\n\n" + block + "\n"
-open(path, "w").write(text)
-print(block)
+section.write(path, "engine", "\n".join(lines))
 PY

@@ -93,9 +93,9 @@ rss1=$(rss_kb "$daemon_pid")
 procs=$(pgrep -c -f 'proxy' || true)
 "$berth" rm -f ports >/dev/null
 
-python3 - "$repo/BENCHMARKS.md" "$work/run.json" "$direct" "$via_lo" "$via_host" "$rss0" "$rss1" \
+PYTHONPATH="$repo/bench" python3 - "$repo/BENCHMARKS.md" "$work/run.json" "$direct" "$via_lo" "$via_host" "$rss0" "$rss1" \
     "$procs" "$(iperf3 --version | head -1)" "$(git -C "$repo" rev-parse --short HEAD)" <<'PY'
-import json, sys, datetime, platform, re, os
+import json, sys, datetime, platform, re, section, os
 (path, runj, direct, via_lo, via_host, rss0, rss1, procs, iperf_v, rev) = sys.argv[1:]
 res = {r["command"]: r for r in json.load(open(runj))["results"]}
 med = lambda r: sorted(r["times"])[len(r["times"]) // 2] * 1000
@@ -133,12 +133,5 @@ lines = [
     f"- Daemon RSS {int(rss0)/1024:.1f} MB before and {int(rss1)/1024:.1f} MB after publishing 100 ports ({(int(rss1)-int(rss0))/100:.1f} kB per port; docker-proxy ≈ 1.2 MB per port); proxy processes: {procs}.",
     "<!-- network:end -->",
 ]
-text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
-block = "\n".join(lines)
-if "<!-- network:begin -->" in text:
-    text = re.sub(r"<!-- network:begin -->.*?<!-- network:end -->", block, text, flags=re.S)
-else:
-    text = text.rstrip("\n") + "\n\n" + block + "\n"
-open(path, "w").write(text)
-print(block)
+section.write(path, "network", "\n".join(lines))
 PY

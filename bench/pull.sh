@@ -127,9 +127,9 @@ hyperfine -N --warmup 3 --runs "$runs" --export-json "$work/pull.json" \
     --prepare "rm -rf $work/oci-out" \
     -n "skopeo copy to an oci dir" "skopeo copy --quiet --src-tls-verify=false docker://$image oci:$work/oci-out:v1" >&2
 
-python3 - "$repo/BENCHMARKS.md" "$work/pull.json" "$(cat "$work/size")" "$(skopeo --version)" \
+PYTHONPATH="$repo/bench" python3 - "$repo/BENCHMARKS.md" "$work/pull.json" "$(cat "$work/size")" "$(skopeo --version)" \
     "$(git -C "$repo" rev-parse --short HEAD)" "$(nproc)" "$(cut -d' ' -f1 /proc/loadavg)" <<'PY'
-import datetime, json, os, platform, re, sys
+import datetime, json, os, platform, re, section, sys
 (path, pj, size, skopeo_v, rev, cpus, load) = sys.argv[1:]
 res = {r["command"]: r for r in json.load(open(pj))["results"]}
 med = lambda r: sorted(r["times"])[len(r["times"]) // 2] * 1000
@@ -154,12 +154,5 @@ lines = [
     f"| skopeo copy docker:// → oci: | {med(s):.1f} | {s['mean']*1000:.1f} ± {s['stddev']*1000:.1f} | 1.00× |",
     "<!-- pull:end -->",
 ]
-text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
-block = "\n".join(lines)
-if "<!-- pull:begin -->" in text:
-    text = re.sub(r"<!-- pull:begin -->.*?<!-- pull:end -->", block, text, flags=re.S)
-else:
-    text = text.rstrip("\n") + "\n\n" + block + "\n"
-open(path, "w").write(text)
-print(block)
+section.write(path, "pull", "\n".join(lines))
 PY
