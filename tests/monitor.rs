@@ -688,6 +688,41 @@ fn attach_tty_stdin_and_resize() {
 }
 
 #[test]
+fn a_one_shot_resize_lands_even_when_output_to_it_fails() {
+    let ctx = Ctx::new();
+    let mons = Monitors::new(&ctx);
+    let id = ctx.id("mrsz");
+    let mut b = ctx.bundle(&id);
+    std::os::unix::fs::symlink("/bin/busybox", b.rootfs().join("bin/stty")).unwrap();
+    b.terminal(true)
+        .args(&["sh", "-c", "while :; do stty size; sleep 0.01; done"]);
+    let shim = mons.start(&b, &id, &["--tty", "--stdin"]);
+    let mut watcher = Attach::connect(&shim.socket);
+    let signal = |sig| {
+        // SAFETY: kill(2) with a pid we started and a plain signal number.
+        assert_eq!(unsafe { libc::kill(shim.monitor_pid, sig) }, 0, "kill");
+    };
+    for i in 0..3u16 {
+        let (rows, cols) = (10 + i, 50 + i);
+        // The agent's resize: connect, write one frame, close at once. Output reaches that client
+        // too; with the monitor stopped, the frame, the close and more output are all waiting
+        // when it resumes, so the output to the client fails (EPIPE) before its frame is read.
+        let mut once = Attach::connect(&shim.socket);
+        once.until("output on the resize client", |a| !a.bytes(1).is_empty());
+        signal(libc::SIGSTOP);
+        once.resize(rows, cols);
+        drop(once);
+        std::thread::sleep(Duration::from_millis(50));
+        watcher.out[1].clear();
+        signal(libc::SIGCONT);
+        let want = format!("{rows} {cols}\r\n");
+        watcher.until(&format!("the size {rows}x{cols}"), |a| {
+            a.text(1).contains(&want)
+        });
+    }
+}
+
+#[test]
 fn tty_cat_sees_client_input_and_eof() {
     let ctx = Ctx::new();
     let mons = Monitors::new(&ctx);

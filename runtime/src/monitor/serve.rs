@@ -68,7 +68,10 @@ struct Client {
     /// Bytes of `out` already sent.
     sent: usize,
     decoder: Decoder,
+    /// Dropped at the end of this poll round (its socket failed, or it misbehaved).
     dead: bool,
+    /// Nothing more will be read from it (end of file, a read error, a malformed frame).
+    read_closed: bool,
 }
 
 /// A running monitor: its container started, its fds open.
@@ -334,6 +337,7 @@ impl Monitor {
         for i in closed_sources.into_iter().rev() {
             self.sources.remove(i);
         }
+        self.drain_dead_clients();
         let before = self.clients.len();
         self.clients.retain(|c| !c.dead);
         if self.clients.len() < before {
@@ -394,6 +398,7 @@ impl Monitor {
                         sent: 0,
                         decoder: Decoder::new(),
                         dead: false,
+                        read_closed: false,
                     });
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -411,20 +416,20 @@ impl Monitor {
         if revents & libc::POLLOUT != 0 {
             self.clients[i].flush();
         }
-        if revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) == 0 || self.clients[i].dead {
+        if revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) == 0
+            || self.clients[i].read_closed
+        {
             return;
         }
         let mut buf = [0u8; 4096];
         let n = match self.clients[i].sock.read(&mut buf) {
-            Ok(0) => {
-                self.clients[i].dead = true;
-                return;
-            }
-            Ok(n) => n,
+            Ok(n) if n > 0 => n,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => return,
-            Err(_) => {
-                self.clients[i].dead = true;
+            Ok(_) | Err(_) => {
+                let c = &mut self.clients[i];
+                c.dead = true;
+                c.read_closed = true;
                 return;
             }
         };
@@ -432,7 +437,20 @@ impl Monitor {
         let result = decoder.feed(&buf[..n], |ev| self.client_event(i, ev));
         self.clients[i].decoder = decoder;
         if result.is_err() {
-            self.clients[i].dead = true;
+            let c = &mut self.clients[i];
+            c.dead = true;
+            c.read_closed = true;
+        }
+    }
+
+    /// Reads what clients about to be dropped still have waiting. A one-shot client (the agent's
+    /// resize) writes its frame and closes at once; output sent to it meanwhile fails with EPIPE
+    /// and marks it dead, possibly before its frame was read.
+    fn drain_dead_clients(&mut self) {
+        for i in 0..self.clients.len() {
+            if self.clients[i].dead {
+                self.client_ready(i, libc::POLLIN);
+            }
         }
     }
 
