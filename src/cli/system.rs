@@ -86,7 +86,11 @@ pub async fn info(client: &Client, cmd: InfoCmd) -> Result<i32> {
 /// `berth version`: the client's version, then the server's (an error if it cannot be reached).
 pub async fn version(client: Result<Client>, cmd: VersionCmd) -> Result<i32> {
     let server = match client {
-        Ok(c) => Some(fetch(&c).await),
+        Ok(c) => {
+            let info = fetch(&c).await;
+            c.close().await;
+            Some(info)
+        }
         Err(e) => Some(Err(e)),
     };
     let client_version = env!("CARGO_PKG_VERSION");
