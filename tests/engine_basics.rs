@@ -20,7 +20,7 @@ fn daemon_comes_up_and_info_answers() {
     assert_eq!(json["Containers"], 0);
     assert_eq!(json["Nodes"].as_array().map(Vec::len), Some(1));
     assert_eq!(json["Nodes"][0]["Ready"], true);
-    assert_eq!(json["ProtocolVersion"], 1);
+    assert_eq!(json["ProtocolVersion"], protocol::PROTOCOL_VERSION);
     let name = d.berth(&["info", "-f", "{{.Name}}"]).ok().line();
     assert_eq!(json["Name"], name.as_str());
 }

@@ -395,8 +395,8 @@ async fn logs(shared: &Shared, key: &str, opts: LogsOptions, mut responder: Resp
     let _ = responder.end().await;
 }
 
-/// Attaches the caller to the container's main process through its monitor; the session ends with
-/// the container's exit code.
+/// Attaches the caller to the container's main process through its monitor, and starts it first
+/// when asked (`run`, `start -a`); the session ends with the container's exit code.
 async fn attach(shared: &Shared, key: &str, opts: AttachOptions, responder: Responder) {
     let prepared = async {
         let (_, addr) = resolve(shared, key).await?;
@@ -410,9 +410,15 @@ async fn attach(shared: &Shared, key: &str, opts: AttachOptions, responder: Resp
         if let (true, Some(size)) = (info.tty, opts.tty_size) {
             let _ = session::resize_main(&info.socket, size).await;
         }
-        Ok((addr, info, monitor))
+        // Ask now, while the container certainly exists: with --rm it is gone right after it
+        // exits. actix queues the message when `send` is called, so it precedes the start.
+        let wait = addr.send(container::Wait);
+        if opts.start {
+            addr.send(container::Start).await.map_err(mailbox)??;
+        }
+        Ok((info, monitor, wait))
     };
-    let (addr, info, monitor) = match prepared.await {
+    let (info, monitor, wait) = match prepared.await {
         Ok(p) => p,
         Err(e) => {
             let _ = responder.fail(e).await;
@@ -423,8 +429,6 @@ async fn attach(shared: &Shared, key: &str, opts: AttachOptions, responder: Resp
     let Ok((send, recv)) = responder.into_raw(header).await else {
         return;
     };
-    // Ask now, while the container certainly exists: with --rm it is gone right after it exits.
-    let wait = addr.send(container::Wait);
     let exit_code = async move {
         match wait.await {
             Ok(Ok(code)) => Some(code),

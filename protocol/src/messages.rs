@@ -24,7 +24,7 @@ use std::fmt;
 
 /// The protocol version this build speaks. Bumped on any incompatible change to the types in this
 /// module; peers with different versions refuse each other in the handshake.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 // ---------------------------------------------------------------------------------------------
 // Handshake
@@ -687,6 +687,10 @@ pub struct AttachOptions {
     pub detach_keys: Option<String>,
     /// Terminal size to apply on attach when the container has a tty.
     pub tty_size: Option<WindowSize>,
+    /// Start the container once attached (`run`, `start -a`): one round trip instead of two, and
+    /// no output can be missed. A container that cannot be attached before it starts is refused
+    /// with `NotRunning` and not started; a failed start is the answer's error.
+    pub start: bool,
 }
 
 impl Default for AttachOptions {
@@ -698,6 +702,7 @@ impl Default for AttachOptions {
             logs: false,
             detach_keys: None,
             tty_size: None,
+            start: false,
         }
     }
 }

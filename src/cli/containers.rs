@@ -438,20 +438,20 @@ async fn create_container(client: &Client, mut cfg: ContainerConfig) -> Result<S
 
 /// Starts a container, classifying a process that cannot run as 126/127.
 pub async fn start_container(client: &Client, container: &str) -> Result<()> {
-    let r = client
+    client
         .call(&Request::Start {
             container: container.to_string(),
         })
-        .await;
-    match r {
-        Ok(_) => Ok(()),
-        Err(e) => {
-            let code = super::client::api_error(&e).and_then(|a| start_failure_code(&a.message));
-            match code {
-                Some(code) => Err(super::Coded::new(code, format!("{e:#}")).into()),
-                None => Err(e),
-            }
-        }
+        .await
+        .map(|_| ())
+        .map_err(start_error)
+}
+
+/// A failed start carries docker's exit code for its cause (125, 126 or 127).
+pub fn start_error(e: anyhow::Error) -> anyhow::Error {
+    match super::client::api_error(&e).and_then(|a| start_failure_code(&a.message)) {
+        Some(code) => super::Coded::new(code, format!("{e:#}")).into(),
+        None => e,
     }
 }
 

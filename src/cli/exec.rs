@@ -347,17 +347,23 @@ fn is_not_found(e: &anyhow::Error) -> bool {
     super::client::api_error(e).is_some_and(|a| a.kind == ErrorKind::NotFound)
 }
 
-fn attach_request(container: &str, stdin: bool, logs: bool) -> Request {
+fn attach_request(container: &str, options: AttachOptions) -> Request {
     Request::Attach {
         container: container.to_string(),
-        options: AttachOptions {
-            stdin,
-            stdout: true,
-            stderr: true,
-            logs,
-            detach_keys: None,
-            tty_size: terminal_size(),
-        },
+        options,
+    }
+}
+
+/// Both output streams, stdin when asked, the terminal's size.
+fn attach_options(stdin: bool) -> AttachOptions {
+    AttachOptions {
+        stdin,
+        stdout: true,
+        stderr: true,
+        logs: false,
+        detach_keys: None,
+        tty_size: terminal_size(),
+        start: false,
     }
 }
 
@@ -384,11 +390,11 @@ async fn waited(client: &Client, container: &str, waiter: Option<Waiter>) -> Res
 }
 
 /// Attaches to `container` and returns its exit code (0 after a detach). With `start`, Docker's
-/// order is tried first (attach to the created container, then start it, so no output is
-/// missed). A node that only attaches to running containers gets start, then: without stdin,
-/// `logs -f` of the whole log (every byte, per stream, ends when the container stops); with
-/// stdin, an attach that replays the output so far (`logs: true`), or the log if the container
-/// already exited.
+/// order in one request: the node attaches to the created container, then starts it, so no output
+/// is missed. A container the node can only attach to once it runs is refused unstarted
+/// (`NotRunning`); then it is started and, without stdin, `logs -f` of the whole log follows (every
+/// byte, per stream, ends when the container stops); with stdin, an attach that replays the output
+/// so far (`logs: true`), or the log if the container already exited.
 pub async fn attach_and_wait(
     client: &Client,
     container: &str,
@@ -398,15 +404,19 @@ pub async fn attach_and_wait(
 ) -> Result<i32> {
     let mut waiter = None;
     let session = if start {
-        match client.raw(&attach_request(container, stdin, false)).await {
+        let starting = attach_request(
+            container,
+            AttachOptions {
+                start: true,
+                ..attach_options(stdin)
+            },
+        );
+        match client.raw(&starting).await {
             Ok(s) => {
-                super::containers::start_container(client, container).await?;
                 waiter = Some(spawn_wait(client, container));
                 Some(s)
             }
-            // A node that cannot attach before the start says so (not running, or any other
-            // refusal); only an unknown container is final.
-            Err(e) if !is_not_found(&e) => {
+            Err(e) if is_not_running(&e) => {
                 super::containers::start_container(client, container).await?;
                 waiter = Some(spawn_wait(client, container));
                 if !stdin {
@@ -418,16 +428,24 @@ pub async fn attach_and_wait(
                     }
                     return waited(client, container, waiter).await;
                 }
-                match client.raw(&attach_request(container, stdin, true)).await {
+                let replay = AttachOptions {
+                    logs: true,
+                    ..attach_options(stdin)
+                };
+                match client.raw(&attach_request(container, replay)).await {
                     Ok(s) => Some(s),
                     Err(e) if is_not_running(&e) => None,
                     Err(e) => return Err(e),
                 }
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(super::containers::start_error(e)),
         }
     } else {
-        Some(client.raw(&attach_request(container, stdin, false)).await?)
+        Some(
+            client
+                .raw(&attach_request(container, attach_options(stdin)))
+                .await?,
+        )
     };
     let Some((header, send, recv)) = session else {
         // Exited before we could attach: its whole output is in the log.
