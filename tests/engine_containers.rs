@@ -657,6 +657,20 @@ fn rm_flag_removes_after_exit_and_keeps_the_code() {
         WAIT_TIMEOUT,
         || d.berth(&["inspect", &name]).code.ne(&Some(0)).then_some(()),
     );
+    // `rm -f` of a running --rm container: one removal, answered, nothing left.
+    let name = unique("gone-f");
+    let id = d
+        .berth(&[
+            "run", "-d", "--rm", "--name", &name, "busybox", "sleep", "60",
+        ])
+        .ok()
+        .line();
+    assert_eq!(d.berth(&["rm", "-f", &name]).ok().line(), name);
+    assert_ne!(d.berth(&["inspect", &name]).code, Some(0));
+    assert!(
+        !d.root.join("containers").join(&id).exists(),
+        "the container's directory is gone"
+    );
 }
 
 #[test]

@@ -40,6 +40,8 @@ pub struct ContainerActor {
     restarting: bool,
     /// `stop`s that arrived during that restart, resumed when it is done.
     restart_waiters: Vec<oneshot::Sender<()>>,
+    /// An `rm -f` killed the container and removes it once it exited (not `--rm`'s own removal).
+    removing: bool,
 }
 
 type Reply<T> = Result<T, ApiError>;
@@ -64,6 +66,7 @@ impl ContainerActor {
             exit_waiters: Vec::new(),
             generation: 0,
             restarting: false,
+            removing: false,
             restart_waiters: Vec::new(),
         }
     }
@@ -125,15 +128,25 @@ impl ContainerActor {
         if let Err(e) = self.commit() {
             tracing::error!(container = %self.record.id, "{}", e.message);
         }
-        for w in self.exit_waiters.drain(..) {
-            let _ = w.send(info.exit_code);
-        }
         tracing::info!(container = %self.record.short_id(), code = info.exit_code, "exited");
-        if self.record.config.auto_remove {
-            // As Docker's --rm: anonymous volumes go with the container.
-            self.release(true);
-            ctx.stop();
+        let waiters = std::mem::take(&mut self.exit_waiters);
+        let code = info.exit_code;
+        if self.record.config.auto_remove && !self.removing {
+            // As Docker's --rm: anonymous volumes go with the container, and waiters (`run --rm`)
+            // hear the exit code once it is gone. The mailbox waits meanwhile.
+            let released = self.release(true);
+            ctx.wait(
+                actix::fut::wrap_future::<_, Self>(released).map(move |(), _, ctx| {
+                    for w in waiters {
+                        let _ = w.send(code);
+                    }
+                    ctx.stop();
+                }),
+            );
             return;
+        }
+        for w in waiters {
+            let _ = w.send(code);
         }
         self.maybe_restart(ctx);
     }
@@ -305,17 +318,33 @@ impl ContainerActor {
     /// Releases what the container holds, in reverse order of acquisition: its process (already
     /// gone), network leases, runtime state, root filesystem, anonymous volumes (with `volumes`),
     /// its directory.
-    fn release(&mut self, volumes: bool) {
-        if self.record.state == State::Removed {
-            return;
+    /// Marks the container removed and gives everything back: the network lease at once, then on a
+    /// blocking thread the runtime state, the snapshot, the directory and (with `volumes`) the
+    /// anonymous volumes, since deleting a large upper dir takes long; last the node forgets it.
+    fn release(&mut self, volumes: bool) -> impl std::future::Future<Output = ()> + 'static {
+        let first = self.record.state != State::Removed;
+        if first {
+            self.release_network();
+            self.record.state = State::Removed;
         }
-        self.release_network();
-        let _ = self.runtime().delete(&self.record.id, true);
-        if let Err(e) = crate::prepare::teardown(&self.shared, &self.record, volumes) {
-            tracing::warn!(container = %self.record.short_id(), "cleanup: {e}");
+        let (shared, record, rt) = (self.shared.clone(), self.record.clone(), self.runtime());
+        async move {
+            if !first {
+                return;
+            }
+            let id = record.id.clone();
+            let node = shared.node.clone();
+            let cleanup = tokio::task::spawn_blocking(move || {
+                let _ = rt.delete(&record.id, true);
+                if let Err(e) = crate::prepare::teardown(&shared, &record, volumes) {
+                    tracing::warn!(container = %record.short_id(), "cleanup: {e}");
+                }
+            });
+            if let Err(e) = cleanup.await {
+                tracing::error!(container = %id, "cleanup: {e}");
+            }
+            node.do_send(Removed(id));
         }
-        self.record.state = State::Removed;
-        self.shared.node.do_send(Removed(self.record.id.clone()));
     }
 
     fn signal(&self, sig: Signal) -> Reply<()> {
@@ -539,6 +568,7 @@ impl Handler<Remove> for ContainerActor {
         }
         let exited = if self.record.state.is_running() {
             self.record.manually_stopped = true;
+            self.removing = true;
             let (tx, rx) = oneshot::channel();
             self.exit_waiters.push(tx);
             let _ = self.runtime().kill(&self.record.id, Signal::SIGKILL, true);
@@ -552,11 +582,16 @@ impl Handler<Remove> for ContainerActor {
             }
         };
         Box::pin(
-            actix::fut::wrap_future::<_, Self>(wait).map(move |(), act, ctx| {
-                act.release(msg.volumes);
-                ctx.stop();
-                Ok(())
-            }),
+            actix::fut::wrap_future::<_, Self>(wait)
+                .then(move |(), act, _| {
+                    // `--rm` takes the anonymous volumes along whoever removes the container.
+                    let volumes = msg.volumes || act.record.config.auto_remove;
+                    actix::fut::wrap_future(act.release(volumes))
+                })
+                .map(|(), _, ctx| {
+                    ctx.stop();
+                    Ok(())
+                }),
         )
     }
 }
