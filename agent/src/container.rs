@@ -380,18 +380,20 @@ impl Handler<Adopt> for ContainerActor {
 }
 
 /// Sets a new container up under a held monitor, so an attach can connect before it starts. A
-/// failure is not fatal: the container stays created and `start` reports the problem.
+/// failure is not fatal: the container stays created and `start` reports the problem. The node
+/// answers `create` without waiting for this; the container's later messages (the attach, the
+/// start) wait in its mailbox until the monitor is up.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Prepare;
 
 impl Handler<Prepare> for ContainerActor {
-    type Result = ResponseActFuture<Self, ()>;
-    fn handle(&mut self, _: Prepare, _: &mut Context<Self>) -> Self::Result {
+    type Result = ();
+    fn handle(&mut self, _: Prepare, ctx: &mut Context<Self>) {
         if self.live_monitor().is_some() {
-            return Box::pin(actix::fut::ready(()));
+            return;
         }
-        Box::pin(
+        ctx.wait(
             actix::fut::wrap_future::<_, Self>(self.launch_monitor()).map(
                 |res, act, ctx| match res {
                     Ok(started) => {
@@ -405,7 +407,7 @@ impl Handler<Prepare> for ContainerActor {
                     }
                 },
             ),
-        )
+        );
     }
 }
 

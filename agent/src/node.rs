@@ -306,26 +306,20 @@ impl Handler<Create> for NodeActor {
             }
         };
         Box::pin(
-            actix::fut::wrap_future::<_, Self>(work)
-                .map(move |res, act, _| match res {
-                    Ok(record) => {
-                        let summary = crate::view::summary(&record, &shared.node_name);
-                        let addr = act.add(record, &shared);
-                        act.report(AgentEvent::ContainerChanged(summary));
-                        Ok((id, addr))
-                    }
-                    Err(e) => {
-                        act.names.remove(&name);
-                        Err(e)
-                    }
-                })
-                .then(|res: Reply<(String, Addr<ContainerActor>)>, _, _| {
-                    actix::fut::wrap_future(async move {
-                        let (id, addr) = res?;
-                        let _ = addr.send(crate::container::Prepare).await;
-                        Ok(id)
-                    })
-                }),
+            actix::fut::wrap_future::<_, Self>(work).map(move |res, act, _| match res {
+                Ok(record) => {
+                    let summary = crate::view::summary(&record, &shared.node_name);
+                    let addr = act.add(record, &shared);
+                    // Its first message: whatever the caller sends next waits for it.
+                    addr.do_send(crate::container::Prepare);
+                    act.report(AgentEvent::ContainerChanged(summary));
+                    Ok(id)
+                }
+                Err(e) => {
+                    act.names.remove(&name);
+                    Err(e)
+                }
+            }),
         )
     }
 }
