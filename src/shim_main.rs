@@ -5,7 +5,7 @@
 //! ≈ 0.76 MB of PSS per monitor.
 //!
 //! Its command line is internal (only the agent writes it), so it is parsed by hand: `--flag VALUE`
-//! for paths and the id, bare `--tty`, `--stdin`, `--hold`.
+//! for paths and the id, bare `--tty`, `--stdin`, `--hold`, `--wait-for-go`.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -30,7 +30,7 @@ fn parse(mut args: impl Iterator<Item = OsString>) -> Result<MonitorConfig, Stri
     let mut log = None;
     let mut exit_file = None;
     let mut socket = None;
-    let (mut tty, mut stdin, mut hold) = (false, false, false);
+    let (mut tty, mut stdin, mut hold, mut wait_for_go) = (false, false, false, false);
     while let Some(arg) = args.next() {
         let flag = arg.to_string_lossy().into_owned();
         let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -50,6 +50,7 @@ fn parse(mut args: impl Iterator<Item = OsString>) -> Result<MonitorConfig, Stri
             "--tty" => tty = true,
             "--stdin" => stdin = true,
             "--hold" => hold = true,
+            "--wait-for-go" => wait_for_go = true,
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -64,5 +65,6 @@ fn parse(mut args: impl Iterator<Item = OsString>) -> Result<MonitorConfig, Stri
         tty,
         stdin,
         hold,
+        wait_for_go,
     })
 }

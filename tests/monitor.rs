@@ -145,16 +145,37 @@ impl Drop for Monitors<'_> {
     }
 }
 
-/// Runs `berth <argv>` with stdout on a pipe, reads the report until EOF (bounded), returns the parsed
-/// line and the exit status.
+/// Runs `berth-shim <argv>` with stdout on a pipe, reads the report until EOF (bounded), returns the
+/// parsed line and the exit status.
 fn run_shim(argv: &[String]) -> (Value, Option<i32>) {
-    let mut child = Command::new(shim())
+    let child = Command::new(shim())
         .args(argv)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn berth-shim");
+    read_report(child)
+}
+
+/// As [`run_shim`] for `--wait-for-go`: `before_go` runs while the monitor waits, then it gets its
+/// byte, as the agent does once the bundle is ready.
+fn run_shim_after(argv: &[String], before_go: impl FnOnce()) -> (Value, Option<i32>) {
+    let mut child = Command::new(shim())
+        .args(argv)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn berth-shim");
+    let mut go = child.stdin.take().expect("stdin pipe");
+    before_go();
+    go.write_all(b"\n").expect("write the go byte");
+    drop(go);
+    read_report(child)
+}
+
+fn read_report(mut child: std::process::Child) -> (Value, Option<i32>) {
     let mut stdout = child.stdout.take().expect("stdout pipe");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -445,6 +466,41 @@ fn log_has_both_streams_and_exit_file_the_code() {
     // The monitor removes its socket and the runtime state, then exits.
     wait_monitor_gone(&shim);
     assert!(!shim.socket.exists(), "attach socket left behind");
+    ctx.assert_clean(&b, &id);
+}
+
+#[test]
+fn wait_for_go_sets_up_only_after_the_byte_and_nothing_when_called_off() {
+    let ctx = Ctx::new();
+    let mons = Monitors::new(&ctx);
+
+    // The agent gave up on the container before it was ready: end of input, no byte.
+    let id = ctx.id("mgo0");
+    let mut b = ctx.bundle(&id);
+    b.sh("echo never");
+    b.write();
+    let (argv, [log, _, socket]) = mons.argv(&b, &id, &["--wait-for-go"]);
+    let (report, status) = run_shim(&argv);
+    assert_eq!(status, Some(1), "{report}");
+    let error = report["error"].as_str().unwrap_or_default();
+    assert!(error.contains("called off"), "{report}");
+    assert!(!log.exists() && !socket.exists(), "nothing was set up");
+    ctx.assert_clean(&b, &id);
+
+    // The bundle is written while the monitor already runs and waits; the byte lets it go on.
+    let id = ctx.id("mgo1");
+    let mut b = ctx.bundle(&id);
+    b.sh("echo went; exit 7");
+    let (argv, [log, exit_file, socket]) = mons.argv(&b, &id, &["--wait-for-go"]);
+    let (report, status) = run_shim_after(&argv, || b.write());
+    assert_eq!(status, Some(0), "{report}");
+    let shim = mons.adopt(&id, &report, log, exit_file, socket);
+    assert_eq!(wait_exit_file(&shim)["exit_code"], 7);
+    assert_eq!(
+        lines(&log_entries(&shim.log)),
+        [("stdout".to_owned(), "went\n".to_owned())]
+    );
+    wait_monitor_gone(&shim);
     ctx.assert_clean(&b, &id);
 }
 

@@ -52,6 +52,29 @@ struct Launched {
     endpoint: Option<Endpoint>,
 }
 
+/// Starts the monitor of container `id`; it waits for [`monitor::Pending::go`] before it reads the
+/// bundle, so it may start before the bundle is ready.
+pub fn spawn_monitor(
+    shared: &Shared,
+    id: &str,
+    tty: bool,
+    stdin: bool,
+) -> Result<monitor::Pending, String> {
+    let paths = shared.layout.container(id);
+    let runtime_root = shared.layout.runtime_root();
+    monitor::spawn(monitor::Launch {
+        shim: &shared.shim,
+        runtime_root: &runtime_root,
+        bundle: &paths.dir,
+        id,
+        log: paths.log(),
+        exit_file: paths.exit_file(),
+        socket: paths.socket(),
+        tty,
+        stdin,
+    })
+}
+
 fn internal(what: &str, e: impl std::fmt::Display) -> ApiError {
     ApiError::internal(format!("{what}: {e}"))
 }
@@ -215,16 +238,23 @@ impl ContainerActor {
         }
     }
 
-    /// Sets up the container's network, then starts a monitor that sets the container up and holds
-    /// it before exec. A port conflict fails here, before any process exists.
-    fn launch_monitor(&self) -> impl std::future::Future<Output = Result<Launched, String>> {
+    /// Sets up the container's network, then lets a monitor set the container up and hold it before
+    /// exec (`pending`, started while `create` prepared the bundle, or one started now). A port
+    /// conflict fails here, before any container process exists.
+    fn launch_monitor(
+        &self,
+        pending: Option<monitor::Pending>,
+    ) -> impl std::future::Future<Output = Result<Launched, String>> {
         let attach = self.network_request();
         let shared = self.shared.clone();
-        let paths = self.paths.clone();
         let id = self.record.id.clone();
         let (tty, stdin) = (self.record.config.tty, self.record.config.open_stdin);
         let _ = std::fs::remove_file(self.paths.exit_file());
         async move {
+            let pending = match pending {
+                Some(p) => p,
+                None => spawn_monitor(&shared, &id, tty, stdin)?,
+            };
             let endpoint = match attach {
                 Some(a) => Some(
                     shared
@@ -236,19 +266,7 @@ impl ContainerActor {
                 ),
                 None => None,
             };
-            let runtime_root = shared.layout.runtime_root();
-            let started = monitor::launch(monitor::Launch {
-                shim: &shared.shim,
-                runtime_root: &runtime_root,
-                bundle: &paths.dir,
-                id: &id,
-                log: paths.log(),
-                exit_file: paths.exit_file(),
-                socket: paths.socket(),
-                tty,
-                stdin,
-            })
-            .await;
+            let started = pending.go().await;
             if started.is_err() && endpoint.is_some() {
                 shared.network.do_send(network::Detach(id.clone()));
             }
@@ -272,7 +290,7 @@ impl ContainerActor {
         }
         let launch = match self.live_monitor() {
             Some(_) => None,
-            None => Some(self.launch_monitor()),
+            None => Some(self.launch_monitor(None)),
         };
         let (socket, exit_file) = (self.paths.socket(), self.paths.exit_file());
         let work = async move {
@@ -385,17 +403,17 @@ impl Handler<Adopt> for ContainerActor {
 /// start) wait in its mailbox until the monitor is up.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Prepare;
+pub struct Prepare(pub Option<monitor::Pending>);
 
 impl Handler<Prepare> for ContainerActor {
     type Result = ();
-    fn handle(&mut self, _: Prepare, ctx: &mut Context<Self>) {
+    fn handle(&mut self, msg: Prepare, ctx: &mut Context<Self>) {
         if self.live_monitor().is_some() {
             return;
         }
         ctx.wait(
-            actix::fut::wrap_future::<_, Self>(self.launch_monitor()).map(
-                |res, act, ctx| match res {
+            actix::fut::wrap_future::<_, Self>(self.launch_monitor(msg.0)).map(|res, act, ctx| {
+                match res {
                     Ok(started) => {
                         act.adopt_monitor(started, ctx);
                         if let Err(e) = act.commit() {
@@ -405,8 +423,8 @@ impl Handler<Prepare> for ContainerActor {
                     Err(e) => {
                         tracing::info!(container = %act.record.short_id(), "not prepared: {e}");
                     }
-                },
-            ),
+                }
+            }),
         );
     }
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use tokio::io::unix::AsyncFd;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 /// How long a monitor may take to set its container up and report; a create never hangs on a stuck
 /// one.
@@ -60,8 +60,17 @@ struct ExitFile {
     finished_at: Option<String>,
 }
 
-/// Starts the monitor and waits for its one-line report: the container runs, or why it could not.
-pub async fn launch(l: Launch<'_>) -> Result<Started, String> {
+/// A monitor started ahead of its container: it execs, loads and detaches while the agent still
+/// prepares the bundle, then waits for [`Pending::go`]. Dropped unused, it sees the end of its
+/// input and exits.
+pub struct Pending {
+    child: tokio::process::Child,
+    go: tokio::process::ChildStdin,
+    report: tokio::process::ChildStdout,
+}
+
+/// Starts a monitor that waits for [`Pending::go`] before it touches the bundle.
+pub fn spawn(l: Launch<'_>) -> Result<Pending, String> {
     let mut cmd = tokio::process::Command::new(l.shim);
     cmd.arg("--runtime-root")
         .arg(l.runtime_root)
@@ -82,51 +91,69 @@ pub async fn launch(l: Launch<'_>) -> Result<Started, String> {
         cmd.arg("--stdin");
     }
     // Always held: the program execs only on `release`, after any attach has connected.
-    cmd.arg("--hold");
-    cmd.stdin(std::process::Stdio::null())
+    cmd.arg("--hold").arg("--wait-for-go");
+    cmd.stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::inherit())
         .kill_on_drop(false);
     let mut child = cmd.spawn().map_err(|e| format!("start monitor: {e}"))?;
-    let stdout = child.stdout.take().ok_or("monitor has no stdout")?;
-    let mut line = String::new();
-    let mut reader = BufReader::new(stdout);
-    match tokio::time::timeout(REPORT_TIMEOUT, reader.read_line(&mut line)).await {
-        Ok(read) => read.map_err(|e| format!("read monitor report: {e}"))?,
-        Err(_) => {
-            let _ = child.start_kill();
-            return Err(format!(
-                "the monitor did not report within {} s",
-                REPORT_TIMEOUT.as_secs()
-            ));
+    let go = child.stdin.take().ok_or("monitor has no stdin")?;
+    let report = child.stdout.take().ok_or("monitor has no stdout")?;
+    Ok(Pending { child, go, report })
+}
+
+impl Pending {
+    /// Lets the monitor set its container up (the bundle is ready) and waits for its one-line
+    /// report: the container is held before exec, or why it could not be set up.
+    pub async fn go(self) -> Result<Started, String> {
+        let Pending {
+            mut child,
+            mut go,
+            report,
+        } = self;
+        go.write_all(b"\n")
+            .await
+            .map_err(|e| format!("start monitor: {e}"))?;
+        drop(go);
+        let mut line = String::new();
+        let mut reader = BufReader::new(report);
+        match tokio::time::timeout(REPORT_TIMEOUT, reader.read_line(&mut line)).await {
+            Ok(read) => read.map_err(|e| format!("read monitor report: {e}"))?,
+            Err(_) => {
+                let _ = child.start_kill();
+                return Err(format!(
+                    "the monitor did not report within {} s",
+                    REPORT_TIMEOUT.as_secs()
+                ));
+            }
+        };
+        // The first process exits once the monitor has detached; reap it without making the caller
+        // wait for the SIGCHLD round trip.
+        tokio::spawn(async move {
+            let _ = child.wait().await;
+        });
+        let report: Report = serde_json::from_str(line.trim())
+            .map_err(|_| format!("monitor failed without a report: {:?}", line.trim()))?;
+        if let Some(e) = report.error {
+            return Err(e);
         }
-    };
-    // The first process exits once the monitor has detached; reap it without making the caller wait
-    // for the SIGCHLD round trip.
-    tokio::spawn(async move {
-        let _ = child.wait().await;
-    });
-    let report: Report = serde_json::from_str(line.trim())
-        .map_err(|_| format!("monitor failed without a report: {:?}", line.trim()))?;
-    if let Some(e) = report.error {
-        return Err(e);
+        let (Some(pid), Some(monitor_pid)) = (report.pid, report.monitor_pid) else {
+            return Err(format!("incomplete monitor report: {}", line.trim()));
+        };
+        let monitor_start =
+            runtime::proc::start_time(nix::unistd::Pid::from_raw(monitor_pid)).unwrap_or(0);
+        Ok(Started {
+            pid,
+            monitor_pid,
+            monitor_start,
+        })
     }
-    let (Some(pid), Some(monitor_pid)) = (report.pid, report.monitor_pid) else {
-        return Err(format!("incomplete monitor report: {}", line.trim()));
-    };
-    let monitor_start =
-        runtime::proc::start_time(nix::unistd::Pid::from_raw(monitor_pid)).unwrap_or(0);
-    Ok(Started {
-        pid,
-        monitor_pid,
-        monitor_start,
-    })
 }
 
 /// Lets a held container exec its program (the monitor's START frame) and waits for the answer.
 pub async fn release(socket: &Path, exit_file: &Path) -> Result<(), String> {
     use runtime::monitor::frame::{self, START};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncReadExt;
     let s = runtime::unix_socket::connect(socket).map_err(|e| format!("reach monitor: {e}"))?;
     s.set_nonblocking(true).map_err(|e| e.to_string())?;
     let mut s = tokio::net::UnixStream::from_std(s).map_err(|e| e.to_string())?;

@@ -296,6 +296,10 @@ impl Handler<Create> for NodeActor {
         let id = names::random_hex(32);
         self.names.insert(name.clone(), id.clone());
         let config = msg.0;
+        // The monitor starts now and waits until the bundle below is ready: its own start-up
+        // overlaps the preparation. Without it, the container actor starts one later.
+        let monitor =
+            crate::container::spawn_monitor(&shared, &id, config.tty, config.open_stdin).ok();
         let work = {
             let shared = shared.clone();
             let (id, name) = (id.clone(), name.clone());
@@ -311,7 +315,7 @@ impl Handler<Create> for NodeActor {
                     let summary = crate::view::summary(&record, &shared.node_name);
                     let addr = act.add(record, &shared);
                     // Its first message: whatever the caller sends next waits for it.
-                    addr.do_send(crate::container::Prepare);
+                    addr.do_send(crate::container::Prepare(monitor));
                     act.report(AgentEvent::ContainerChanged(summary));
                     Ok(id)
                 }

@@ -6,8 +6,10 @@
 //!
 //! 1. The invoking process (started by the agent with its stdout on a pipe) forks; the child calls
 //!    setsid and forks again, so the monitor is reparented away from the agent and has no controlling
-//!    terminal. The monitor points its own stdio at /dev/null, chdirs to `/`, resets signal handling
-//!    (the container must not inherit ignored signals) and becomes a child subreaper.
+//!    terminal. With `--wait-for-go` it now waits for one byte on stdin (the agent starts it while
+//!    it still prepares the bundle). The monitor points its own stdio at /dev/null, chdirs to `/`,
+//!    resets signal handling (the container must not inherit ignored signals) and becomes a child
+//!    subreaper.
 //! 2. It opens the log file, binds the attach socket, creates the stdio pipes and launches the
 //!    container with [`Runtime::spawn`], so it is the init's parent.
 //! 3. It reports ONE line of JSON to the invoking process, which prints it on its stdout and exits:
@@ -61,6 +63,11 @@ pub struct MonitorConfig {
     /// Set the container up but exec its program only when a client sends [`frame::START`], so an
     /// attach made in between misses nothing (docker's create, attach, start).
     pub hold: bool,
+    /// Once detached, wait for one byte on stdin before touching the bundle. The agent starts the
+    /// monitor while it still prepares the bundle, so the monitor's own start-up (exec, loading,
+    /// the double fork) overlaps that work; end of input instead means the container was not made
+    /// after all, and the monitor exits.
+    pub wait_for_go: bool,
 }
 
 /// Why a monitor could not start its container; reported as `{"error": "<this>"}`.
@@ -188,6 +195,18 @@ fn launch_daemon(config: &MonitorConfig) -> Result<Report, MonitorError> {
     }
 }
 
+/// Blocks until the agent writes the byte that lets the monitor go on; false at end of input.
+fn go_given() -> bool {
+    let mut byte = [0u8; 1];
+    loop {
+        match std::io::stdin().read(&mut byte) {
+            Ok(n) => return n == 1,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return false,
+        }
+    }
+}
+
 fn report_to(fd: &OwnedFd, report: &Report) {
     let line = report.to_line();
     let _ = nix::unistd::write(fd, line.as_bytes());
@@ -196,6 +215,10 @@ fn report_to(fd: &OwnedFd, report: &Report) {
 /// The daemon: sets itself up, starts the container, reports, serves until the container exits.
 fn daemon_main(config: &MonitorConfig, report: OwnedFd) -> i32 {
     let _ = std::env::set_current_dir("/");
+    if config.wait_for_go && !go_given() {
+        report_to(&report, &Report::failed("called off before the start"));
+        return 1;
+    }
     if let Err(e) = detach_stdio() {
         report_to(&report, &Report::failed(e));
         return 1;
