@@ -333,12 +333,10 @@ impl ContainerActor {
         )
     }
 
-    /// Releases what the container holds, in reverse order of acquisition: its process (already
-    /// gone), network leases, runtime state, root filesystem, anonymous volumes (with `volumes`),
-    /// its directory.
-    /// Marks the container removed and gives everything back: the network lease at once, then on a
-    /// blocking thread the runtime state, the snapshot, the directory and (with `volumes`) the
-    /// anonymous volumes, since deleting a large upper dir takes long; last the node forgets it.
+    /// Marks the container removed and releases what it holds, in reverse order of acquisition:
+    /// its process (already gone), network leases at once; then, on a blocking thread because
+    /// deleting a large upper dir takes long, runtime state, root filesystem, anonymous volumes
+    /// (with `volumes`) and its directory; last the node forgets it.
     fn release(&mut self, volumes: bool) -> impl std::future::Future<Output = ()> + 'static {
         let first = self.record.state != State::Removed;
         if first {

@@ -6,7 +6,7 @@
 //!
 //! 1. The invoking process (started by the agent with its stdout on a pipe) forks; the child calls
 //!    setsid and forks again, so the monitor is reparented away from the agent and has no controlling
-//!    terminal. With `--wait-for-go` it now waits for one byte on stdin (the agent starts it while
+//!    terminal. With `--wait-for-go` it then waits for one byte on stdin (the agent starts it while
 //!    it still prepares the bundle). The monitor points its own stdio at /dev/null, chdirs to `/`,
 //!    resets signal handling (the container must not inherit ignored signals) and becomes a child
 //!    subreaper.
