@@ -5,7 +5,8 @@
 //! ≈ 0.76 MB of PSS per monitor.
 //!
 //! Its command line is internal (only the agent writes it), so it is parsed by hand: `--flag VALUE`
-//! for paths and the id, bare `--tty`, `--stdin`, `--hold`, `--wait-for-go`.
+//! for paths and the id, bare `--tty`, `--stdin`, `--hold`, `--wait-for-go`; `--interface` alone
+//! prints [`runtime::monitor::INTERFACE`].
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -14,6 +15,13 @@ use std::process::ExitCode;
 use runtime::monitor::MonitorConfig;
 
 fn main() -> ExitCode {
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == "--interface")
+    {
+        println!("{}", runtime::monitor::INTERFACE);
+        return ExitCode::SUCCESS;
+    }
     match parse(std::env::args_os().skip(1)) {
         Ok(config) => ExitCode::from(runtime::monitor::start(&config).clamp(0, 255) as u8),
         Err(e) => {

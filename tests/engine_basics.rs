@@ -7,7 +7,7 @@ mod engine;
 use std::process::Command;
 use std::time::Duration;
 
-use engine::{berth_bin, run_cmd, unique, Daemon};
+use engine::{berth_bin, run_cmd, unique, Daemon, TestNetns};
 
 #[test]
 fn daemon_comes_up_and_info_answers() {
@@ -195,6 +195,38 @@ fn config_pointing_at_nothing_fails_fast() {
     let out = run_cmd(cmd, None, Duration::from_secs(30), &d.dir).fails(125);
     assert!(out.stderr.contains("cannot connect"), "{}", out.describe());
     assert!(started.elapsed() < Duration::from_secs(20));
+}
+
+#[test]
+fn a_monitor_binary_from_another_build_is_refused_at_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    std::fs::copy(berth_bin(), bin.join("berth")).unwrap();
+    // A monitor that speaks interface 1 (before --wait-for-go).
+    let shim = bin.join("berth-shim");
+    std::fs::write(&shim, "#!/bin/sh\necho 1\n").unwrap();
+    std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let netns = TestNetns::new();
+    let mut cmd = Command::new(bin.join("berth"));
+    cmd.arg("daemon")
+        .arg("--root")
+        .arg(dir.path().join("root"))
+        .args(["--listen", "127.0.0.1:0"]);
+    netns.enter(&mut cmd);
+    let out = run_cmd(cmd, None, Duration::from_secs(30), dir.path());
+    assert!(!out.success(), "{}", out.describe());
+    assert!(
+        out.stderr.contains("speaks interface 1")
+            && out.stderr.contains("install both from one build"),
+        "{}",
+        out.describe()
+    );
+    assert!(
+        !dir.path().join("root/client.toml").exists(),
+        "no client configuration for a daemon that did not start"
+    );
 }
 
 #[test]

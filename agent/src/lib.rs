@@ -69,6 +69,8 @@ pub enum AgentError {
     Exe(std::io::Error),
     #[error("the container monitor {} is missing (it is built and installed next to berth)", .0.display())]
     NoShim(PathBuf),
+    #[error("the container monitor {} speaks interface {found}, this berth needs {}: install both from one build", .path.display(), runtime::monitor::INTERFACE)]
+    ShimMismatch { path: PathBuf, found: String },
     #[error("image store: {0}")]
     Images(runtime::image::ImageError),
     #[error("volume store: {0}")]
@@ -101,6 +103,25 @@ pub struct AgentHandle {
     pub peer: Peer,
 }
 
+/// Refuses a `berth-shim` from another build: it would fail every container start.
+fn check_shim(shim: &std::path::Path) -> Result<(), AgentError> {
+    let found = std::process::Command::new(shim)
+        .arg("--interface")
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_else(|| "none (it does not answer --interface)".to_owned());
+    if found == runtime::monitor::INTERFACE.to_string() {
+        return Ok(());
+    }
+    Err(AgentError::ShimMismatch {
+        path: shim.to_path_buf(),
+        found,
+    })
+}
+
 /// Starts the agent inside the current actix System: recovers the containers it had, connects to the
 /// controller with the node certificate, and serves the requests the controller opens on that
 /// connection. Returns once connected.
@@ -114,6 +135,7 @@ pub async fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
     if !shim.is_file() {
         return Err(AgentError::NoShim(shim));
     }
+    check_shim(&shim)?;
     let images = runtime::image::Store::open(layout.root()).map_err(AgentError::Images)?;
     let volumes = runtime::volume::VolumeStore::open(layout.root()).map_err(AgentError::Volumes)?;
     let network = network::start(layout.clone(), config.bridge_subnet);

@@ -42,6 +42,11 @@ use serde::{Deserialize, Serialize};
 use crate::container::CreateOptions;
 use crate::Runtime;
 
+/// The version of the command line the agent and `berth-shim` share (`berth-shim --interface`
+/// prints it); bumped when it changes (2: `--wait-for-go`). The agent refuses to start beside a
+/// monitor binary of another version, instead of failing every container start.
+pub const INTERFACE: u32 = 2;
+
 /// The monitor's command line (`berth shim ...`).
 #[derive(Clone, Debug)]
 pub struct MonitorConfig {
