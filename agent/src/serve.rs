@@ -50,7 +50,12 @@ where
     ContainerActor: actix::Handler<M>,
 {
     let (_, addr) = resolve(shared, key).await?;
-    addr.send(msg).await.map_err(mailbox)
+    addr.send(msg).await.map_err(|_| removed(key))
+}
+
+/// A container actor's mailbox closes only when its container is gone (removed meanwhile).
+fn removed(key: &str) -> ApiError {
+    ApiError::not_found(format!("no such container: {key}"))
 }
 
 /// Answers one request.
@@ -138,8 +143,12 @@ async fn single(shared: &Arc<Shared>, req: Request) -> Reply<Response> {
                 signal: None,
             })
             .await
-            .map_err(mailbox)??;
-            done(addr.send(container::Start).await.map_err(mailbox)?)
+            .map_err(|_| removed(&container))??;
+            done(
+                addr.send(container::Start)
+                    .await
+                    .map_err(|_| removed(&container))?,
+            )
         }
         Request::Kill { container, signal } => {
             let signal = match signal {
@@ -185,7 +194,7 @@ async fn single(shared: &Arc<Shared>, req: Request) -> Reply<Response> {
             done(
                 addr.send(container::Rename { new_name })
                     .await
-                    .map_err(mailbox)?,
+                    .map_err(|_| removed(&container))?,
             )
         }
         Request::Top { container, ps_args } => Ok(Response::Top(
@@ -400,7 +409,10 @@ async fn logs(shared: &Shared, key: &str, opts: LogsOptions, mut responder: Resp
 async fn attach(shared: &Shared, key: &str, opts: AttachOptions, responder: Responder) {
     let prepared = async {
         let (_, addr) = resolve(shared, key).await?;
-        let info = addr.send(container::Output).await.map_err(mailbox)??;
+        let info = addr
+            .send(container::Output)
+            .await
+            .map_err(|_| removed(key))??;
         if !info.attachable {
             return Err(ApiError::not_running(format!(
                 "you cannot attach to a stopped container {key}: start it first"
@@ -414,7 +426,9 @@ async fn attach(shared: &Shared, key: &str, opts: AttachOptions, responder: Resp
         // exits. actix queues the message when `send` is called, so it precedes the start.
         let wait = addr.send(container::Wait);
         if opts.start {
-            addr.send(container::Start).await.map_err(mailbox)??;
+            addr.send(container::Start)
+                .await
+                .map_err(|_| removed(key))??;
         }
         Ok((info, monitor, wait))
     };
