@@ -336,17 +336,7 @@ pub async fn inspect(client: &Client, cmd: ImageInspectCmd) -> Result<i32> {
             Err(e) => code = report_error(&e),
         }
     }
-    match cmd.format.as_deref() {
-        None | Some("json") => output::print(&format!("{}\n", output::pretty_json(&found))),
-        Some(tpl) => {
-            let mut s = String::new();
-            for v in &found {
-                s.push_str(&output::render_template(tpl, v).map_err(anyhow::Error::msg)?);
-                s.push('\n');
-            }
-            output::print(&s);
-        }
-    }
+    output::print_inspected(cmd.format.as_deref(), &found)?;
     Ok(code)
 }
 

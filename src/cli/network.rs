@@ -179,17 +179,7 @@ pub async fn main(client: &Client, cmd: NetworkCommand) -> Result<i32> {
                     Err(e) => code = report_error(&e),
                 }
             }
-            match a.format.as_deref() {
-                None | Some("json") => output::print(&format!("{}\n", output::pretty_json(&found))),
-                Some(tpl) => {
-                    let mut s = String::new();
-                    for v in &found {
-                        s += &output::render_template(tpl, v).map_err(anyhow::Error::msg)?;
-                        s.push('\n');
-                    }
-                    output::print(&s);
-                }
-            }
+            output::print_inspected(a.format.as_deref(), &found)?;
             Ok(code)
         }
         NetworkCommand::Rm(a) => {

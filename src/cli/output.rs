@@ -251,6 +251,27 @@ pub fn pretty_json(v: &impl serde::Serialize) -> String {
     String::from_utf8(buf).unwrap_or_default()
 }
 
+/// Prints what an `inspect` verb found: a JSON array (the default, `json`), or `format` rendered
+/// as a template once per item.
+pub fn print_inspected<T: serde::Serialize>(
+    format: Option<&str>,
+    found: &[T],
+) -> anyhow::Result<()> {
+    match format {
+        None | Some("json") => print(&format!("{}\n", pretty_json(&found))),
+        Some(tpl) => {
+            let mut s = String::new();
+            for item in found {
+                let v = serde_json::to_value(item)?;
+                s.push_str(&render_template(tpl, &v).map_err(anyhow::Error::msg)?);
+                s.push('\n');
+            }
+            print(&s);
+        }
+    }
+    Ok(())
+}
+
 /// Renders a simple Go template against a JSON value: `{{.A.B}}` and `{{json .A}}` (and `{{.}}`),
 /// other text verbatim. Strings print bare, other values as JSON.
 pub fn render_template(tpl: &str, v: &Value) -> Result<String, String> {

@@ -166,20 +166,7 @@ pub async fn main(client: &Client, cmd: VolumeCommand) -> Result<i32> {
                     Err(e) => code = report_error(&e),
                 }
             }
-            match a.format.as_deref() {
-                None | Some("json") => output::print(&format!("{}\n", output::pretty_json(&found))),
-                Some(tpl) => {
-                    let mut s = String::new();
-                    for v in &found {
-                        let value = serde_json::to_value(v)?;
-                        s.push_str(
-                            &output::render_template(tpl, &value).map_err(anyhow::Error::msg)?,
-                        );
-                        s.push('\n');
-                    }
-                    output::print(&s);
-                }
-            }
+            output::print_inspected(a.format.as_deref(), &found)?;
             Ok(code)
         }
         VolumeCommand::Rm(a) => {
