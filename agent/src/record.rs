@@ -1,7 +1,6 @@
 //! A container's persisted record (`containers/<id>/state.json`), written atomically (temp file, fsync,
 //! rename, fsync of the directory) before any transition is acknowledged.
 
-use std::io::Write;
 use std::path::Path;
 
 use protocol::messages::ContainerConfig;
@@ -53,15 +52,9 @@ impl Record {
     }
 
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
-        let dir = path.parent().unwrap_or(Path::new("."));
-        let tmp = dir.join(".state.json.tmp");
         let data = serde_json::to_vec_pretty(self)
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&data)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(dir)?.sync_all()
+        runtime::atomic_file::write_atomic(path, &data)
     }
 
     pub fn short_id(&self) -> &str {

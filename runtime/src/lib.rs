@@ -1,6 +1,7 @@
 //! Berth's host mechanisms, synchronous and actor-free: OCI containers from a bundle (namespaces, mounts,
 //! pivot_root, cgroups, seccomp, capabilities, pty) behind a runc-compatible lifecycle API.
 
+pub mod atomic_file;
 pub mod bundle;
 pub mod cgroups;
 pub mod console;

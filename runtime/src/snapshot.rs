@@ -142,7 +142,7 @@ impl Snapshot {
             lowers: lowers.clone(),
         })
         .map_err(|e| SnapshotError::io(dir, "encode snapshot.json", e.into()))?;
-        fsutil::write_atomic(&dir.join(META_FILE), &meta)
+        crate::atomic_file::write_atomic(&dir.join(META_FILE), &meta)
             .map_err(|e| SnapshotError::io(dir, "write snapshot.json", e))?;
         let snap = Snapshot {
             dir: dir.to_path_buf(),

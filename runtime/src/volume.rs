@@ -154,7 +154,7 @@ impl VolumeStore {
             fs::create_dir(&tmp)?;
             fs::create_dir(tmp.join(DATA_DIR))?;
             let bytes = serde_json::to_vec_pretty(&vol).map_err(io::Error::other)?;
-            fsutil::write_atomic(&tmp.join(META_FILE), &bytes)
+            crate::atomic_file::write_atomic(&tmp.join(META_FILE), &bytes)
         };
         if let Err(e) = build() {
             let _ = fs::remove_dir_all(&tmp);

@@ -518,7 +518,7 @@ impl Store {
         };
         let meta_bytes = serde_json::to_vec_pretty(&meta)
             .map_err(|e| ImageError::corrupt("layer meta.json", e))?;
-        fsutil::write_atomic(&tmp.path.join("meta.json"), &meta_bytes)
+        crate::atomic_file::write_atomic(&tmp.path.join("meta.json"), &meta_bytes)
             .map_err(|e| ImageError::io("write layer meta.json", e))?;
         let existed = self.publish_layer(tmp, &chain_id)?;
         Ok(LayerImport {
@@ -609,7 +609,7 @@ impl Store {
         let out = f(&mut idx)?;
         let bytes = serde_json::to_vec_pretty(&idx)
             .map_err(|e| ImageError::corrupt("images/references.json", e))?;
-        fsutil::write_atomic(&self.images.join(INDEX_FILE), &bytes)
+        crate::atomic_file::write_atomic(&self.images.join(INDEX_FILE), &bytes)
             .map_err(|e| ImageError::io("write images/references.json", e))?;
         Ok(out)
     }

@@ -5,8 +5,7 @@
 //! written to a temporary file in the same directory, synced and renamed, so a reader sees either no
 //! file or the whole record.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::SystemTime;
 
 use nix::sys::wait::WaitStatus;
@@ -42,23 +41,9 @@ impl ExitRecord {
 
     /// Writes the record to `path` atomically (temp file, fsync, rename, fsync of the directory).
     pub fn write_atomic(&self, path: &Path) -> std::io::Result<()> {
-        let tmp = tmp_path(path);
         let mut data = serde_json::to_vec(self).map_err(std::io::Error::other)?;
         data.push(b'\n');
-        let result = (|| {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&data)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, path)
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-            return result;
-        }
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::File::open(dir)?.sync_all()?;
-        }
-        Ok(())
+        crate::atomic_file::write_atomic(path, &data)
     }
 
     /// Reads an exit file, e.g. for the agent after a restart.
@@ -67,10 +52,4 @@ impl ExitRecord {
         serde_json::from_slice(&data)
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
     }
-}
-
-fn tmp_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".tmp");
-    path.with_file_name(name)
 }
