@@ -98,16 +98,30 @@ impl ContainerActor {
         &self.record.name
     }
 
-    /// Persists the record, then tells the node (and through it the controller).
+    /// Persists the record durably, then tells the node (and through it the controller).
     fn commit(&mut self) -> Reply<()> {
         self.record
-            .save(&self.paths.state())
+            .save(&self.paths)
             .map_err(|e| internal("persist container state", e))?;
+        self.announce();
+        Ok(())
+    }
+
+    /// Persists which processes serve the container (no state changed, so no fsync: see
+    /// [`Record::save_live`]), then tells the node.
+    fn commit_live(&mut self) -> Reply<()> {
+        self.record
+            .save_live(&self.paths)
+            .map_err(|e| internal("persist container processes", e))?;
+        self.announce();
+        Ok(())
+    }
+
+    fn announce(&self) {
         self.shared.node.do_send(Changed(crate::view::summary(
             &self.record,
             &self.shared.node_name,
         )));
-        Ok(())
     }
 
     fn transition(&mut self, event: Event) -> Reply<()> {
@@ -148,13 +162,19 @@ impl ContainerActor {
         self.record.monitor = None;
         self.release_network();
         let _ = self.transition(Event::Exit);
-        if let Err(e) = self.commit() {
+        let auto_remove = self.record.config.auto_remove && !self.removing;
+        // A container removed on exit is not worth an fsync: if the agent dies before the removal
+        // ends, the restarted agent finds it running with its monitor gone and applies this exit
+        // (and removal) again.
+        if auto_remove {
+            self.announce();
+        } else if let Err(e) = self.commit() {
             tracing::error!(container = %self.record.id, "{}", e.message);
         }
         tracing::info!(container = %self.record.short_id(), code = info.exit_code, "exited");
         let waiters = std::mem::take(&mut self.exit_waiters);
         let code = info.exit_code;
-        if self.record.config.auto_remove && !self.removing {
+        if auto_remove {
             // As Docker's --rm: anonymous volumes go with the container, and waiters (`run --rm`)
             // hear the exit code once it is gone. The mailbox waits meanwhile.
             let released = self.release(true);
@@ -414,7 +434,7 @@ impl Handler<Prepare> for ContainerActor {
                 match res {
                     Ok(started) => {
                         act.adopt_monitor(started, ctx);
-                        if let Err(e) = act.commit() {
+                        if let Err(e) = act.commit_live() {
                             tracing::warn!(container = %act.record.short_id(), "{}", e.message);
                         }
                     }

@@ -87,7 +87,7 @@ fn containers_by_image(shared: &Shared) -> BTreeMap<String, Vec<String>> {
     };
     for e in entries.flatten() {
         let id = e.file_name().to_string_lossy().into_owned();
-        if let Ok(r) = Record::load(&shared.layout.container(&id).state()) {
+        if let Ok(r) = Record::load(&shared.layout.container(&id)) {
             used.entry(r.image_id.clone())
                 .or_default()
                 .push(r.short_id().to_owned());

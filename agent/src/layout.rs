@@ -60,6 +60,9 @@ impl ContainerPaths {
     pub fn state(&self) -> PathBuf {
         self.dir.join("state.json")
     }
+    pub fn live(&self) -> PathBuf {
+        self.dir.join("live.json")
+    }
     pub fn config(&self) -> PathBuf {
         self.dir.join("config.json")
     }

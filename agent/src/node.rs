@@ -109,7 +109,7 @@ impl NodeActor {
                 continue;
             };
             let paths = shared.layout.container(&id);
-            match Record::load(&paths.state()) {
+            match Record::load(&paths) {
                 Ok(record) if record.state == State::Removed => {
                     let _ = prepare::teardown(shared, &record, false);
                 }

@@ -221,7 +221,7 @@ fn build(
         config,
     };
     record
-        .save(&paths.state())
+        .save(&paths)
         .map_err(|e| internal("persist container state", e))?;
     Ok(record)
 }

@@ -153,7 +153,7 @@ fn volumes_in_use(shared: &Shared) -> std::collections::HashSet<String> {
     };
     for e in entries.flatten() {
         let id = e.file_name().to_string_lossy().into_owned();
-        if let Ok(r) = Record::load(&shared.layout.container(&id).state()) {
+        if let Ok(r) = Record::load(&shared.layout.container(&id)) {
             used.extend(
                 r.mounts
                     .into_iter()

@@ -133,12 +133,9 @@ impl StateDir {
         })
     }
 
-    /// Writes the record atomically: temp file, then rename, so a reader (or a crash of this
-    /// process) sees the old record or the new one. It is not fsynced: the record describes live
-    /// processes, which a power loss ends anyway, and the page cache outlives any process crash.
-    /// (runc keeps the same state on tmpfs.) The fsyncs cost about a millisecond per container.
+    /// Writes the record atomically and, as a record of live processes, without fsync (see
+    /// [`crate::atomic_file::replace`]).
     pub fn save(&self, record: &Record) -> Result<()> {
-        let tmp = self.path.join(".state.json.tmp");
         let file = self.path.join(STATE_FILE);
         let data = serde_json::to_vec(record).map_err(|e| {
             Error::io(
@@ -146,9 +143,8 @@ impl StateDir {
                 std::io::Error::new(std::io::ErrorKind::InvalidData, e),
             )
         })?;
-        let ctx = |what: &str| format!("{what} {}", file.display());
-        std::fs::write(&tmp, &data).map_err(|e| Error::io(ctx("write"), e))?;
-        std::fs::rename(&tmp, &file).map_err(|e| Error::io(ctx("rename"), e))
+        crate::atomic_file::replace(&file, &data)
+            .map_err(|e| Error::io(format!("write {}", file.display()), e))
     }
 
     /// Removes everything the runtime kept for this container.

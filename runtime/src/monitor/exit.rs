@@ -2,8 +2,9 @@
 //! agent being down when it happens.
 //!
 //! `{"exit_code": N, "signal": null | N, "finished_at": "<RFC 3339, nanoseconds>", "oom_killed": bool}`,
-//! written to a temporary file in the same directory, synced and renamed, so a reader sees either no
-//! file or the whole record.
+//! written to a temporary file in the same directory and renamed, so a reader sees either no file or
+//! the whole record. It is not fsynced: it must outlive the agent, not the machine. After a power
+//! loss the container reports an unknown end (255), as Docker's do after a host crash.
 
 use std::path::Path;
 use std::time::SystemTime;
@@ -39,11 +40,11 @@ impl ExitRecord {
         })
     }
 
-    /// Writes the record to `path` atomically (temp file, fsync, rename, fsync of the directory).
-    pub fn write_atomic(&self, path: &Path) -> std::io::Result<()> {
+    /// Writes the record to `path` atomically (see the module notes).
+    pub fn write(&self, path: &Path) -> std::io::Result<()> {
         let mut data = serde_json::to_vec(self).map_err(std::io::Error::other)?;
         data.push(b'\n');
-        crate::atomic_file::write_atomic(path, &data)
+        crate::atomic_file::replace(path, &data)
     }
 
     /// Reads an exit file, e.g. for the agent after a restart.

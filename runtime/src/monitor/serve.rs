@@ -558,7 +558,7 @@ impl Monitor {
             .map(|s| s.oom_kills.unwrap_or(0) > 0)
             .unwrap_or(false);
         if let Some(record) = ExitRecord::from_wait(status, oom_killed, now) {
-            let _ = record.write_atomic(&self.exit_file);
+            let _ = record.write(&self.exit_file);
         }
 
         self.flush_clients();

@@ -199,7 +199,7 @@ fn exit_record_format() {
 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("exit.json");
-    killed.write_atomic(&path).unwrap();
+    killed.write(&path).unwrap();
     assert_eq!(ExitRecord::read(&path).unwrap(), killed);
     let names: Vec<String> = std::fs::read_dir(dir.path())
         .unwrap()
