@@ -447,6 +447,20 @@ impl Handler<Prepare> for ContainerActor {
     }
 }
 
+/// Removes a container whose record could not be made durable, so its `create` failed. It runs
+/// after [`Prepare`] (which holds the mailbox), so a monitor set up meanwhile goes with it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Discard;
+
+impl Handler<Discard> for ContainerActor {
+    type Result = ();
+    fn handle(&mut self, _: Discard, ctx: &mut Context<Self>) {
+        let released = self.release(true);
+        ctx.wait(actix::fut::wrap_future::<_, Self>(released).map(|(), _, ctx| ctx.stop()));
+    }
+}
+
 #[derive(Message)]
 #[rtype(result = "Reply<()>")]
 pub struct Start;

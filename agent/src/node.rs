@@ -128,8 +128,10 @@ impl NodeActor {
                     let addr = self.add(record, shared);
                     addr.do_send(Adopt);
                 }
-                // A create that crashed before its first save: nothing refers to it.
+                // A create that crashed before its record was durable: nothing refers to it, but
+                // its monitor may hold the container set up.
                 Err(_) => {
+                    let _ = runtime::Runtime::new(shared.layout.runtime_root()).delete(&id, true);
                     let _ = prepare::teardown_dir(shared, &id);
                 }
             }
@@ -310,19 +312,35 @@ impl Handler<Create> for NodeActor {
             }
         };
         Box::pin(
-            actix::fut::wrap_future::<_, Self>(work).map(move |res, act, _| match res {
-                Ok(record) => {
-                    let summary = crate::view::summary(&record, &shared.node_name);
-                    let addr = act.add(record, &shared);
-                    // Its first message: whatever the caller sends next waits for it.
-                    addr.do_send(crate::container::Prepare(monitor));
-                    act.report(AgentEvent::ContainerChanged(summary));
-                    Ok(id)
-                }
-                Err(e) => {
-                    act.names.remove(&name);
-                    Err(e)
-                }
+            actix::fut::wrap_future::<_, Self>(work).then(move |res, act, _| {
+                let built = match res {
+                    Ok(built) => built,
+                    Err(e) => {
+                        act.names.remove(&name);
+                        return actix::fut::ready(Err(e)).boxed_local();
+                    }
+                };
+                let summary = crate::view::summary(&built.record, &shared.node_name);
+                let addr = act.add(built.record.clone(), &shared);
+                // Its first message, so whatever the caller sends next waits for it. The monitor
+                // sets the container up while the records are made durable; `create` is answered
+                // once they are.
+                addr.do_send(crate::container::Prepare(monitor));
+                act.report(AgentEvent::ContainerChanged(summary));
+                let persist = async move {
+                    tokio::task::spawn_blocking(move || prepare::persist(&shared, &built))
+                        .await
+                        .map_err(|e| ApiError::internal(format!("create: {e}")))?
+                };
+                actix::fut::wrap_future::<_, Self>(persist)
+                    .map(move |res, _, _| match res {
+                        Ok(()) => Ok(id),
+                        Err(e) => {
+                            addr.do_send(crate::container::Discard);
+                            Err(e)
+                        }
+                    })
+                    .boxed_local()
             }),
         )
     }

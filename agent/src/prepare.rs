@@ -21,14 +21,21 @@ fn internal(what: &str, e: impl std::fmt::Display) -> ApiError {
     ApiError::internal(format!("{what}: {e}"))
 }
 
-/// Creates everything a new container needs and returns its first record (state Created). On any
-/// error nothing is left behind.
-pub fn create(shared: &Shared, id: &str, name: &str, config: ContainerConfig) -> Reply<Record> {
+/// A container set up on disk (bundle, root filesystem, volumes) whose records are not durable yet:
+/// its monitor may set it up while [`persist`] runs.
+pub struct Built {
+    pub record: Record,
+    snapshot: runtime::snapshot::Snapshot,
+}
+
+/// Creates everything a new container needs, with its first record (state Created). On any error
+/// nothing is left behind.
+pub fn create(shared: &Shared, id: &str, name: &str, config: ContainerConfig) -> Reply<Built> {
     let paths = shared.layout.container(id);
     std::fs::create_dir_all(&paths.dir).map_err(|e| internal("create container directory", e))?;
     let mut anonymous = Vec::new();
     match build(shared, id, name, config, &mut anonymous) {
-        Ok(record) => Ok(record),
+        Ok(built) => Ok(built),
         Err(e) => {
             let _ = remove_snapshot(&paths.snapshot());
             for v in &anonymous {
@@ -40,13 +47,26 @@ pub fn create(shared: &Shared, id: &str, name: &str, config: ContainerConfig) ->
     }
 }
 
+/// Makes a built container durable: its snapshot's record, then its own. Until this returns, a
+/// crash leaves a directory without `state.json`, which the agent deletes when it starts again.
+pub fn persist(shared: &Shared, built: &Built) -> Reply<()> {
+    built
+        .snapshot
+        .persist()
+        .map_err(|e| internal("persist root filesystem", e))?;
+    built
+        .record
+        .save(&shared.layout.container(&built.record.id))
+        .map_err(|e| internal("persist container state", e))
+}
+
 fn build(
     shared: &Shared,
     id: &str,
     name: &str,
     mut config: ContainerConfig,
     anonymous: &mut Vec<String>,
-) -> Reply<Record> {
+) -> Reply<Built> {
     let paths = shared.layout.container(id);
     let image = shared.images.resolve(&config.image).map_err(|e| match e {
         runtime::image::ImageError::NotFound(_) => {
@@ -220,10 +240,7 @@ fn build(
         network: None,
         config,
     };
-    record
-        .save(&paths)
-        .map_err(|e| internal("persist container state", e))?;
-    Ok(record)
+    Ok(Built { record, snapshot })
 }
 
 fn anonymous_volume(

@@ -26,6 +26,18 @@ pub fn replace(path: &Path, bytes: &[u8]) -> io::Result<()> {
     swap_in(path, bytes, false)
 }
 
+/// Makes a file written with [`replace`] durable: fsync of the file, then of its directory (for
+/// the rename). Lets a caller overlap the fsyncs with other work and still wait for them before it
+/// acknowledges anything.
+pub fn sync(path: &Path) -> io::Result<()> {
+    File::open(path)?.sync_all()?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    File::open(dir)?.sync_all()
+}
+
 fn swap_in(path: &Path, bytes: &[u8], durable: bool) -> io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
@@ -71,6 +83,7 @@ mod tests {
         let path = dir.path().join("record.json");
         write_atomic(&path, b"first, and longer").unwrap();
         replace(&path, b"second").unwrap();
+        sync(&path).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"second");
         write_atomic(&path, b"third").unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"third");

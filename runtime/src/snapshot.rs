@@ -116,6 +116,7 @@ impl Snapshot {
     /// Creates `dir/upper`, `dir/work`, `dir/merged` (and `dir/empty` as the single lowerdir when
     /// `lowers` is empty, for scratch images), records the lowers in `dir/snapshot.json` and mounts
     /// the overlay. `lowers` are top layer first, as [`crate::image::Store::lowerdirs`] gives them.
+    /// The record is not durable until [`Snapshot::persist`].
     pub fn prepare(dir: &Path, lowers: &[PathBuf]) -> Result<Snapshot> {
         for l in lowers {
             check_option_path(dir, l)?;
@@ -142,7 +143,7 @@ impl Snapshot {
             lowers: lowers.clone(),
         })
         .map_err(|e| SnapshotError::io(dir, "encode snapshot.json", e.into()))?;
-        crate::atomic_file::write_atomic(&dir.join(META_FILE), &meta)
+        crate::atomic_file::replace(&dir.join(META_FILE), &meta)
             .map_err(|e| SnapshotError::io(dir, "write snapshot.json", e))?;
         let snap = Snapshot {
             dir: dir.to_path_buf(),
@@ -162,6 +163,13 @@ impl Snapshot {
             dir: dir.to_path_buf(),
             lowers: meta.lowers,
         })
+    }
+
+    /// Makes the record [`Snapshot::prepare`] wrote durable. Apart so that a container's monitor can
+    /// start setting up while the fsyncs run.
+    pub fn persist(&self) -> Result<()> {
+        crate::atomic_file::sync(&self.dir.join(META_FILE))
+            .map_err(|e| SnapshotError::io(&self.dir, "sync snapshot.json", e))
     }
 
     /// The snapshot directory.
@@ -650,7 +658,9 @@ mod tests {
         fn prepare(&mut self, name: &str, lowers: &[PathBuf]) -> Snapshot {
             let dir = self.path().join("containers").join(name);
             self.mounted.push(dir.join("merged"));
-            Snapshot::prepare(&dir, lowers).unwrap()
+            let snap = Snapshot::prepare(&dir, lowers).unwrap();
+            snap.persist().unwrap();
+            snap
         }
     }
 
