@@ -17,7 +17,7 @@ use super::client::{unexpected, Client};
 use super::output::{self, now_secs};
 use super::{credentials, exec, parse, registry, report_error};
 
-/// The flags `create` and `run` share (`docker create`'s).
+// The flags `create` and `run` share (`docker create`'s).
 #[derive(Args, Debug, Clone)]
 pub struct ContainerOpts {
     /// Name of the container (generated when absent).
@@ -217,7 +217,7 @@ impl ContainerOpts {
     }
 }
 
-/// `berth create`.
+// `berth create`.
 #[derive(Args, Debug)]
 #[command(disable_help_flag = true)]
 pub struct CreateCmd {
@@ -225,7 +225,7 @@ pub struct CreateCmd {
     opts: ContainerOpts,
 }
 
-/// `berth run`.
+// `berth run`.
 #[derive(Args, Debug)]
 #[command(disable_help_flag = true)]
 pub struct RunCmd {
@@ -239,7 +239,7 @@ pub struct RunCmd {
     opts: ContainerOpts,
 }
 
-/// `berth start`.
+// `berth start`.
 #[derive(Args, Debug)]
 pub struct StartCmd {
     /// Attach stdout/stderr and forward signals; exit with the container's code.
@@ -256,7 +256,7 @@ pub struct StartCmd {
     containers: Vec<String>,
 }
 
-/// `berth stop` / `berth restart`.
+// `berth stop` / `berth restart`.
 #[derive(Args, Debug)]
 pub struct StopCmd {
     /// Seconds to wait before killing.
@@ -267,7 +267,7 @@ pub struct StopCmd {
     containers: Vec<String>,
 }
 
-/// `berth kill`.
+// `berth kill`.
 #[derive(Args, Debug)]
 pub struct KillCmd {
     /// Signal to send (name or number).
@@ -278,7 +278,7 @@ pub struct KillCmd {
     containers: Vec<String>,
 }
 
-/// `berth rm`.
+// `berth rm`.
 #[derive(Args, Debug)]
 pub struct RmCmd {
     /// Kill a running container first.
@@ -292,7 +292,7 @@ pub struct RmCmd {
     containers: Vec<String>,
 }
 
-/// Verbs that take only container names (pause, unpause, wait).
+// Verbs that take only container names (pause, unpause, wait).
 #[derive(Args, Debug)]
 pub struct NamesCmd {
     /// Containers.
@@ -300,7 +300,7 @@ pub struct NamesCmd {
     containers: Vec<String>,
 }
 
-/// `berth ps`.
+// `berth ps`.
 #[derive(Args, Debug)]
 pub struct PsCmd {
     /// Show all containers (default: running ones).
@@ -329,7 +329,7 @@ pub struct PsCmd {
     size: bool,
 }
 
-/// `berth inspect`.
+// `berth inspect`.
 #[derive(Args, Debug)]
 pub struct InspectCmd {
     /// json (default) or a template like {{.State.Status}}.
@@ -343,7 +343,7 @@ pub struct InspectCmd {
     containers: Vec<String>,
 }
 
-/// `berth top`.
+// `berth top`.
 #[derive(Args, Debug)]
 pub struct TopCmd {
     /// Container.
@@ -353,7 +353,7 @@ pub struct TopCmd {
     ps_args: Vec<String>,
 }
 
-/// `berth stats`.
+// `berth stats`.
 #[derive(Args, Debug)]
 pub struct StatsCmd {
     /// All containers (default: running ones).
@@ -372,14 +372,14 @@ pub struct StatsCmd {
     containers: Vec<String>,
 }
 
-/// `berth diff`.
+// `berth diff`.
 #[derive(Args, Debug)]
 pub struct DiffCmd {
     /// Container.
     container: String,
 }
 
-/// `berth rename`.
+// `berth rename`.
 #[derive(Args, Debug)]
 pub struct RenameCmd {
     /// Container.
@@ -388,7 +388,7 @@ pub struct RenameCmd {
     new_name: String,
 }
 
-/// `berth container prune`.
+// `berth container prune`.
 #[derive(Args, Debug)]
 pub struct PruneCmd {
     /// Do not prompt for confirmation.

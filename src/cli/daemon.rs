@@ -17,7 +17,7 @@ use tokio::signal::unix::{signal, SignalKind};
 /// How long the local agent may take to connect and register.
 const AGENT_READY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// `berth daemon`.
+// `berth daemon`.
 #[derive(Args, Debug)]
 pub struct DaemonArgs {
     /// State directory (images, containers, volumes, certificates, client.toml).

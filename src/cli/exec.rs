@@ -29,7 +29,7 @@ use super::parse;
 /// Stream reset code of the stdin half when the user detaches.
 pub const DETACH_CODE: u32 = 0x10;
 
-/// `berth exec`.
+// `berth exec`.
 #[derive(Args, Debug)]
 pub struct ExecCmd {
     /// Run in the background.
@@ -63,7 +63,7 @@ pub struct ExecCmd {
     command: Vec<String>,
 }
 
-/// `berth attach`.
+// `berth attach`.
 #[derive(Args, Debug)]
 pub struct AttachCmd {
     /// Do not attach stdin.

@@ -13,7 +13,7 @@ use runtime::image::{copy, tree_tar};
 use super::client::{unexpected, wire, Client};
 use super::transfer::{self, Sink};
 
-/// `berth commit`.
+// `berth commit`.
 #[derive(Args, Debug)]
 pub struct CommitCmd {
     /// Author (e.g. "Jane <jane@example.com>").
@@ -34,7 +34,7 @@ pub struct CommitCmd {
     reference: Option<String>,
 }
 
-/// `berth export`.
+// `berth export`.
 #[derive(Args, Debug)]
 pub struct ExportCmd {
     /// Write to a file instead of stdout.
@@ -44,7 +44,7 @@ pub struct ExportCmd {
     container: String,
 }
 
-/// `berth cp`.
+// `berth cp`.
 #[derive(Args, Debug)]
 pub struct CpCmd {
     /// Accepted for compatibility: ownership is always kept.

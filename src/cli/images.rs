@@ -17,7 +17,7 @@ use super::parse;
 use super::report_error;
 use super::transfer::{self, Sink};
 
-/// `berth import`.
+// `berth import`.
 #[derive(Args, Debug)]
 pub struct ImportCmd {
     /// Dockerfile instruction to apply (CMD, ENTRYPOINT, ENV, WORKDIR, USER, ...).
@@ -35,7 +35,7 @@ pub struct ImportCmd {
     reference: Option<String>,
 }
 
-/// `berth images`.
+// `berth images`.
 #[derive(Args, Debug)]
 pub struct ImagesCmd {
     /// Include intermediate images.
@@ -57,7 +57,7 @@ pub struct ImagesCmd {
     repository: Option<String>,
 }
 
-/// `berth load`.
+// `berth load`.
 #[derive(Args, Debug)]
 pub struct LoadCmd {
     /// Read from a tar archive file instead of stdin.
@@ -68,7 +68,7 @@ pub struct LoadCmd {
     quiet: bool,
 }
 
-/// `berth save`.
+// `berth save`.
 #[derive(Args, Debug)]
 pub struct SaveCmd {
     /// Write to a file instead of stdout.
@@ -79,7 +79,7 @@ pub struct SaveCmd {
     images: Vec<String>,
 }
 
-/// `berth rmi`.
+// `berth rmi`.
 #[derive(Args, Debug)]
 pub struct RmiCmd {
     /// Remove even when in use or referenced by several names.
@@ -93,7 +93,7 @@ pub struct RmiCmd {
     images: Vec<String>,
 }
 
-/// `berth tag`.
+// `berth tag`.
 #[derive(Args, Debug)]
 pub struct TagCmd {
     /// SOURCE_IMAGE[:TAG] or id.
@@ -102,7 +102,7 @@ pub struct TagCmd {
     target: String,
 }
 
-/// `berth image inspect`.
+// `berth image inspect`.
 #[derive(Args, Debug)]
 pub struct ImageInspectCmd {
     /// json (default) or a Go-style template such as {{.Id}}.
@@ -113,7 +113,7 @@ pub struct ImageInspectCmd {
     images: Vec<String>,
 }
 
-/// `berth history`.
+// `berth history`.
 #[derive(Args, Debug)]
 pub struct HistoryCmd {
     /// Print sizes and dates in human-readable form.
@@ -132,7 +132,7 @@ pub struct HistoryCmd {
     image: String,
 }
 
-/// `berth image prune`.
+// `berth image prune`.
 #[derive(Args, Debug)]
 pub struct ImagePruneCmd {
     /// Remove all images no container uses, not just dangling ones.
@@ -148,6 +148,7 @@ pub struct ImagePruneCmd {
 
 /// `berth image …`.
 #[derive(Subcommand, Debug)]
+#[command(defer = true)]
 pub enum ImageCommand {
     /// List images.
     #[command(alias = "list")]

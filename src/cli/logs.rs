@@ -12,7 +12,7 @@ use protocol::messages::{rfc3339_nanos, LogsOptions, OutputStream, Request, Resp
 use super::client::{unexpected, wire, Client};
 use super::parse;
 
-/// `berth logs`.
+// `berth logs`.
 #[derive(Args, Debug)]
 pub struct LogsCmd {
     /// Follow new output.

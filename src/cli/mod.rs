@@ -47,7 +47,10 @@ struct Cli {
     command: Command,
 }
 
+/// Each verb's arguments are built only when that verb runs (`defer`): building them all cost
+/// about half a millisecond on every CLI call.
 #[derive(Subcommand)]
+#[command(defer = true)]
 enum Command {
     /// Run the controller and the local agent (a one-host cluster).
     Daemon(daemon::DaemonArgs),
@@ -140,6 +143,7 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+#[command(defer = true)]
 enum ContainerCommand {
     /// Remove all stopped containers.
     Prune(containers::PruneCmd),

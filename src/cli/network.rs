@@ -10,6 +10,7 @@ use super::{output, report_error};
 
 /// Network verbs.
 #[derive(Subcommand, Debug)]
+#[command(defer = true)]
 pub enum NetworkCommand {
     /// Create a bridge network.
     Create(CreateArgs),
@@ -29,7 +30,7 @@ pub enum NetworkCommand {
     Disconnect(PlugArgs),
 }
 
-/// `network create`.
+// `network create`.
 #[derive(Args, Debug)]
 pub struct CreateArgs {
     /// Driver (only bridge).
@@ -42,7 +43,7 @@ pub struct CreateArgs {
     name: String,
 }
 
-/// `network ls`.
+// `network ls`.
 #[derive(Args, Debug)]
 pub struct LsArgs {
     /// Only ids.
@@ -56,7 +57,7 @@ pub struct LsArgs {
     format: Option<String>,
 }
 
-/// `network inspect`.
+// `network inspect`.
 #[derive(Args, Debug)]
 pub struct InspectArgs {
     /// json (default) or a template.
@@ -67,7 +68,7 @@ pub struct InspectArgs {
     names: Vec<String>,
 }
 
-/// `network rm`.
+// `network rm`.
 #[derive(Args, Debug)]
 pub struct NamesArgs {
     /// Networks.
@@ -75,7 +76,7 @@ pub struct NamesArgs {
     names: Vec<String>,
 }
 
-/// `network prune`.
+// `network prune`.
 #[derive(Args, Debug)]
 pub struct PruneArgs {
     /// Do not prompt.
@@ -83,7 +84,7 @@ pub struct PruneArgs {
     force: bool,
 }
 
-/// `network connect|disconnect NETWORK CONTAINER`.
+// `network connect|disconnect NETWORK CONTAINER`.
 #[derive(Args, Debug)]
 pub struct PlugArgs {
     /// Accepted for compatibility (disconnect).
@@ -95,7 +96,7 @@ pub struct PlugArgs {
     container: String,
 }
 
-/// `berth port CONTAINER [PRIVATE_PORT[/PROTO]]`.
+// `berth port CONTAINER [PRIVATE_PORT[/PROTO]]`.
 #[derive(Args, Debug)]
 pub struct PortCmd {
     /// Container.

@@ -17,7 +17,7 @@ use super::credentials;
 /// The registry a login names when none is given (docker's default).
 const DEFAULT_SERVER: &str = runtime::image::DEFAULT_DOMAIN;
 
-/// `berth pull`.
+// `berth pull`.
 #[derive(Args, Debug)]
 pub struct PullCmd {
     /// Print only the image reference.
@@ -27,7 +27,7 @@ pub struct PullCmd {
     name: String,
 }
 
-/// `berth push`.
+// `berth push`.
 #[derive(Args, Debug)]
 pub struct PushCmd {
     /// Print only the pushed digest line.
@@ -37,7 +37,7 @@ pub struct PushCmd {
     name: String,
 }
 
-/// `berth login`.
+// `berth login`.
 #[derive(Args, Debug)]
 pub struct LoginCmd {
     /// User name.
@@ -53,7 +53,7 @@ pub struct LoginCmd {
     server: Option<String>,
 }
 
-/// `berth logout`.
+// `berth logout`.
 #[derive(Args, Debug)]
 pub struct LogoutCmd {
     /// Registry HOST[:PORT] (default docker.io).

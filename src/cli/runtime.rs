@@ -102,6 +102,7 @@ enum Format {
 }
 
 #[derive(Subcommand)]
+#[command(defer = true)]
 enum RuntimeCommand {
     /// Write a default config.json into the bundle directory.
     Spec {

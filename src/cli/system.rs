@@ -8,7 +8,7 @@ use protocol::messages::{Request, Response, SystemInfo};
 use super::client::{unexpected, Client};
 use super::output;
 
-/// `berth info`.
+// `berth info`.
 #[derive(Args, Debug)]
 pub struct InfoCmd {
     /// json, or a template like {{.Name}}.
@@ -16,7 +16,7 @@ pub struct InfoCmd {
     format: Option<String>,
 }
 
-/// `berth version`.
+// `berth version`.
 #[derive(Args, Debug)]
 pub struct VersionCmd {
     /// json.

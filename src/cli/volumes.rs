@@ -11,6 +11,7 @@ use super::{output, parse, report_error};
 
 /// Volume verbs.
 #[derive(Subcommand, Debug)]
+#[command(defer = true)]
 pub enum VolumeCommand {
     /// Create a volume.
     Create(CreateArgs),
@@ -26,7 +27,7 @@ pub enum VolumeCommand {
     Prune(PruneArgs),
 }
 
-/// `volume create`.
+// `volume create`.
 #[derive(Args, Debug)]
 pub struct CreateArgs {
     /// Driver.
@@ -42,7 +43,7 @@ pub struct CreateArgs {
     name: Option<String>,
 }
 
-/// `volume ls`.
+// `volume ls`.
 #[derive(Args, Debug)]
 pub struct LsArgs {
     /// Only names.
@@ -56,7 +57,7 @@ pub struct LsArgs {
     format: Option<String>,
 }
 
-/// `volume inspect`.
+// `volume inspect`.
 #[derive(Args, Debug)]
 pub struct InspectArgs {
     /// json (default) or a template.
@@ -67,7 +68,7 @@ pub struct InspectArgs {
     names: Vec<String>,
 }
 
-/// `volume rm`.
+// `volume rm`.
 #[derive(Args, Debug)]
 pub struct RmArgs {
     /// Remove even if a stopped container uses it.
@@ -78,7 +79,7 @@ pub struct RmArgs {
     names: Vec<String>,
 }
 
-/// `volume prune`.
+// `volume prune`.
 #[derive(Args, Debug)]
 pub struct PruneArgs {
     /// Do not prompt.
