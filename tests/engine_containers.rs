@@ -671,6 +671,12 @@ fn rm_flag_removes_after_exit_and_keeps_the_code() {
         !d.root.join("containers").join(&id).exists(),
         "the container's directory is gone"
     );
+    // Its files are deleted after the answer, from the trash.
+    poll("the trash to be emptied", WAIT_TIMEOUT, || {
+        std::fs::read_dir(d.root.join("trash"))
+            .map_or(true, |mut entries| entries.next().is_none())
+            .then_some(())
+    });
 }
 
 #[test]
@@ -826,7 +832,20 @@ fn live_restore_after_kill_9() {
         std::path::Path::new(&format!("/proc/{live_pid}")).exists(),
         "containers survive the daemon"
     );
+    // A removal the crash interrupted left its directory in the trash.
+    let leftover = d.root.join("trash").join("interrupted-removal");
+    std::fs::create_dir_all(leftover.join("fs/upper/etc")).unwrap();
+    std::fs::write(
+        leftover.join("fs/upper/etc/passwd"),
+        "root:x:0:0::/:/bin/sh\n",
+    )
+    .unwrap();
     d.restart();
+    poll(
+        "the restarted agent to empty the trash",
+        WAIT_TIMEOUT,
+        || (!leftover.exists()).then_some(()),
+    );
 
     assert_eq!(d.status(&live), "running");
     assert_eq!(

@@ -354,9 +354,10 @@ impl ContainerActor {
     }
 
     /// Marks the container removed and releases what it holds, in reverse order of acquisition:
-    /// its process (already gone), network leases at once; then, on a blocking thread because
-    /// deleting a large upper dir takes long, runtime state, root filesystem, anonymous volumes
-    /// (with `volumes`) and its directory; last the node forgets it.
+    /// its process (already gone), network leases at once; then, on a blocking thread, runtime
+    /// state, root filesystem, anonymous volumes (with `volumes`) and its directory (moved to the
+    /// trash); then the node forgets it; last, unwaited, the trash is deleted, since a large upper
+    /// dir takes long.
     fn release(&mut self, volumes: bool) -> impl std::future::Future<Output = ()> + 'static {
         let first = self.record.state != State::Removed;
         if first {
@@ -372,14 +373,18 @@ impl ContainerActor {
             let node = shared.node.clone();
             let cleanup = tokio::task::spawn_blocking(move || {
                 let _ = rt.delete(&record.id, true);
-                if let Err(e) = crate::prepare::teardown(&shared, &record, volumes) {
-                    tracing::warn!(container = %record.short_id(), "cleanup: {e}");
-                }
+                crate::prepare::teardown(&shared, &record, volumes)
+                    .inspect_err(|e| tracing::warn!(container = %record.short_id(), "cleanup: {e}"))
+                    .ok()
             });
-            if let Err(e) = cleanup.await {
+            let trashed = cleanup.await.unwrap_or_else(|e| {
                 tracing::error!(container = %id, "cleanup: {e}");
-            }
+                None
+            });
             node.do_send(Removed(id));
+            if let Some(trashed) = trashed {
+                tokio::task::spawn_blocking(move || trashed.purge());
+            }
         }
     }
 

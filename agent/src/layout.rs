@@ -37,6 +37,11 @@ impl Layout {
         self.root.join("network").join("state.json")
     }
 
+    /// Removed containers' directories, moved aside until they are deleted.
+    pub fn trash(&self) -> PathBuf {
+        self.root.join("trash")
+    }
+
     pub fn containers(&self) -> PathBuf {
         self.root.join("containers")
     }

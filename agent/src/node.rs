@@ -99,6 +99,9 @@ impl NodeActor {
 
     /// Loads every container record and re-adopts running containers through their monitors.
     fn recover(&mut self, shared: &Arc<Shared>) {
+        // Directories of containers removed before a crash, not yet deleted.
+        let purge = shared.clone();
+        tokio::task::spawn_blocking(move || prepare::purge_trash(&purge));
         let Ok(entries) = std::fs::read_dir(shared.layout.containers()) else {
             return;
         };
@@ -111,7 +114,9 @@ impl NodeActor {
             let paths = shared.layout.container(&id);
             match Record::load(&paths) {
                 Ok(record) if record.state == State::Removed => {
-                    let _ = prepare::teardown(shared, &record, false);
+                    if let Ok(trashed) = prepare::teardown(shared, &record, false) {
+                        trashed.purge();
+                    }
                 }
                 Ok(record) => {
                     // After a host reboot the overlay is gone; mounting an already mounted snapshot
@@ -132,7 +137,9 @@ impl NodeActor {
                 // its monitor may hold the container set up.
                 Err(_) => {
                     let _ = runtime::Runtime::new(shared.layout.runtime_root()).delete(&id, true);
-                    let _ = prepare::teardown_dir(shared, &id);
+                    if let Ok(trashed) = prepare::teardown_dir(shared, &id) {
+                        trashed.purge();
+                    }
                 }
             }
         }

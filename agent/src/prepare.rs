@@ -11,6 +11,7 @@ use protocol::messages::{
 };
 
 use crate::lifecycle::State;
+use crate::names;
 use crate::record::{now_nanos, Record};
 use crate::spec::{self, BindMount, ImageDefaults};
 use crate::Shared;
@@ -382,8 +383,9 @@ fn write_etc_files(
     std::fs::write(paths.resolv_conf(), resolv)
 }
 
-/// Removes a container's filesystem, its anonymous volumes (with `volumes`) and its directory.
-pub fn teardown(shared: &Shared, record: &Record, volumes: bool) -> Result<(), String> {
+/// Removes a container: its anonymous volumes (with `volumes`), then its directory, as
+/// [`teardown_dir`] does.
+pub fn teardown(shared: &Shared, record: &Record, volumes: bool) -> Result<Trashed, String> {
     if volumes {
         for v in &record.anonymous_volumes {
             if let Err(e) = shared.volumes.remove(v, &|_: &str| false) {
@@ -394,14 +396,55 @@ pub fn teardown(shared: &Shared, record: &Record, volumes: bool) -> Result<(), S
     teardown_dir(shared, &record.id)
 }
 
-/// Unmounts and removes a container directory.
-pub fn teardown_dir(shared: &Shared, id: &str) -> Result<(), String> {
+/// A removed container's directory, moved aside; [`Trashed::purge`] deletes it.
+#[must_use = "the directory stays in the trash until purged"]
+pub struct Trashed(Option<PathBuf>);
+
+impl Trashed {
+    /// Deletes the files (a millisecond or more: done after the removal is answered).
+    pub fn purge(self) {
+        if let Some(dir) = self.0 {
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                tracing::warn!("remove {}: {e}", dir.display());
+            }
+        }
+    }
+}
+
+/// Unmounts a container's root filesystem and moves its directory from `containers/` to the trash
+/// (one rename): from then on the container is gone, also for an agent that restarts. Deleting the
+/// files is left to [`Trashed::purge`], and to [`purge_trash`] after a crash, as containerd's
+/// overlay snapshotter does with removed snapshots.
+pub fn teardown_dir(shared: &Shared, id: &str) -> Result<Trashed, String> {
     let paths = shared.layout.container(id);
-    remove_snapshot(&paths.snapshot())?;
-    match std::fs::remove_dir_all(&paths.dir) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+    let snapshot = paths.snapshot();
+    if snapshot.exists() {
+        match runtime::snapshot::Snapshot::load(&snapshot) {
+            Ok(s) => s.unmount().map_err(|e| e.to_string())?,
+            // Not fully prepared: unmount in case the mount happened.
+            Err(_) => {
+                let _ =
+                    nix::mount::umount2(&snapshot.join("merged"), nix::mount::MntFlags::MNT_DETACH);
+            }
+        }
+    }
+    let trash = shared.layout.trash();
+    std::fs::create_dir_all(&trash).map_err(|e| format!("create {}: {e}", trash.display()))?;
+    let aside = trash.join(format!("{id}-{}", names::random_hex(4)));
+    match std::fs::rename(&paths.dir, &aside) {
+        Ok(()) => Ok(Trashed(Some(aside))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Trashed(None)),
         Err(e) => Err(format!("remove {}: {e}", paths.dir.display())),
+    }
+}
+
+/// Deletes whatever removals left in the trash (after a crash, at agent start).
+pub fn purge_trash(shared: &Shared) {
+    let Ok(entries) = std::fs::read_dir(shared.layout.trash()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        Trashed(Some(e.path())).purge();
     }
 }
 

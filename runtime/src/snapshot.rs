@@ -266,29 +266,20 @@ impl Snapshot {
         })
     }
 
-    /// Unmounts `merged/`; a busy mount is detached (MNT_DETACH) instead. Not mounted is fine.
+    /// Unmounts `merged/` lazily (MNT_DETACH, as Docker's overlay driver does). A plain unmount waits
+    /// for an RCU grace period while the dead container's mount namespace still holds a copy of the
+    /// mount: 0.5 ms typically and up to 13 ms here, on the path of every `rm` and `run --rm`; the
+    /// detach returns in 50 us. Not mounted is fine.
     pub fn unmount(&self) -> Result<()> {
         let merged = self.merged();
         let c = path_cstr(&merged).map_err(|e| SnapshotError::io(&self.dir, "unmount", e))?;
         // SAFETY: valid C string.
-        if unsafe { libc::umount2(c.as_ptr(), 0) } == 0 {
+        if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } == 0 {
             return Ok(());
         }
         let err = io::Error::last_os_error();
         match err.raw_os_error() {
             Some(libc::EINVAL) | Some(libc::ENOENT) => Ok(()),
-            Some(libc::EBUSY) => {
-                // SAFETY: valid C string.
-                if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } == 0 {
-                    Ok(())
-                } else {
-                    Err(SnapshotError::io(
-                        &self.dir,
-                        "unmount (detach)",
-                        io::Error::last_os_error(),
-                    ))
-                }
-            }
             _ => Err(SnapshotError::io(&self.dir, "unmount", err)),
         }
     }
