@@ -78,14 +78,18 @@ impl Drop for Cleanup {
 impl Runtime {
     /// Creates a container whose init waits for `start`.
     pub fn create(&self, opts: &CreateOptions) -> Result<Record> {
-        let mut launched = self.launch(opts, Launch::Create)?;
+        let mut launched = self.launch(opts, Bundle::load(&opts.bundle)?, Launch::Create)?;
         launched.cleanup.disarm();
         Ok(launched.record)
     }
 
-    pub(super) fn launch(&self, opts: &CreateOptions, mode: Launch) -> Result<Launched> {
+    pub(super) fn launch(
+        &self,
+        opts: &CreateOptions,
+        bundle: Bundle,
+        mode: Launch,
+    ) -> Result<Launched> {
         let dir = StateDir::new(&self.root, &opts.id)?;
-        let bundle = Bundle::load(&opts.bundle)?;
         if dir.path.exists() {
             return Err(Error::AlreadyExists(opts.id.clone()));
         }

@@ -463,33 +463,19 @@ impl Held {
     }
 }
 
-/// A container started by [`Runtime::spawn`]: running, and a child of the caller, who must reap it.
-pub struct Spawned {
-    pub record: Record,
-    /// The pty master when `process.terminal` is set.
-    pub pty_master: Option<OwnedFd>,
-}
-
 impl Runtime {
-    /// Creates and starts a container whose stdio is `stdio` (with a terminal, the pty instead, whose
-    /// master is returned), and returns once its program has been exec'd. Unlike `run --detach` the
-    /// caller stays the init's parent, so it can reap it and learn the exit status.
+    /// Creates a container from `bundle` (loaded by the caller, who usually checked it already)
+    /// whose stdio is `stdio` (with a terminal, the pty instead, whose master the [`Held`] gives),
+    /// set up and left waiting before exec until [`Held::release`]: an attach can connect first and
+    /// miss no output (docker's attach-then-start). Unlike `run --detach` the caller stays the
+    /// init's parent, so it can reap it and learn the exit status.
     ///
     /// The init inherits the caller's fds 0-2, so they are swapped for `stdio` around the clone: the
     /// caller must be single-threaded, which cloning requires anyway.
-    pub fn spawn(&self, opts: &CreateOptions, stdio: Stdio) -> Result<Spawned> {
-        let mut held = self.spawn_held(opts, stdio)?;
-        let pty_master = held.take_pty_master();
-        let record = held.release()?;
-        Ok(Spawned { record, pty_master })
-    }
-
-    /// Like [`Runtime::spawn`], but the container is set up and left waiting before exec until
-    /// [`Held::release`]: an attach can connect first and miss no output (docker's attach-then-start).
-    pub fn spawn_held(&self, opts: &CreateOptions, stdio: Stdio) -> Result<Held> {
+    pub fn spawn_held(&self, opts: &CreateOptions, bundle: Bundle, stdio: Stdio) -> Result<Held> {
         let launched = {
             let _swap = StdioSwap::install(&stdio)?;
-            self.launch(opts, Launch::Run { foreground: true })
+            self.launch(opts, bundle, Launch::Run { foreground: true })
         };
         drop(stdio);
         Ok(Held {

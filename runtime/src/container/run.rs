@@ -11,6 +11,7 @@ use nix::unistd::Pid;
 
 use super::create::{CreateOptions, Launch};
 use super::{destroy, Runtime};
+use crate::bundle::Bundle;
 use crate::error::{Error, Result};
 use crate::sync::Msg;
 
@@ -41,6 +42,7 @@ impl Runtime {
     pub fn run(&self, opts: &CreateOptions, detach: bool) -> Result<i32> {
         let mut launched = self.launch(
             opts,
+            Bundle::load(&opts.bundle)?,
             Launch::Run {
                 foreground: !detach,
             },

@@ -115,7 +115,6 @@ impl Monitor {
                 config.tty
             )));
         }
-        drop(bundle);
         let log = std::fs::OpenOptions::new()
             .append(true)
             .create(true)
@@ -177,7 +176,7 @@ impl Monitor {
         // SAFETY: mallopt only changes allocator parameters.
         unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024) };
         let rt = super::runtime(config);
-        let mut held = rt.spawn_held(&super::create_options(config), stdio)?;
+        let mut held = rt.spawn_held(&super::create_options(config), bundle, stdio)?;
         let pty_master = held.take_pty_master();
         let (record, held) = if config.hold {
             (held.record().clone(), Some(held))
