@@ -151,12 +151,17 @@ mod tests {
         }
     }
 
-    #[test]
-    fn live_processes_stay_out_of_the_durable_record() {
+    fn scratch() -> (tempfile::TempDir, ContainerPaths) {
         let dir = tempfile::tempdir().unwrap();
         let paths = ContainerPaths {
             dir: dir.path().to_path_buf(),
         };
+        (dir, paths)
+    }
+
+    #[test]
+    fn live_processes_stay_out_of_the_durable_record() {
+        let (_dir, paths) = scratch();
         record().save(&paths).unwrap();
         let durable = std::fs::read_to_string(paths.state()).unwrap();
         assert!(
@@ -170,10 +175,7 @@ mod tests {
 
     #[test]
     fn a_lost_or_torn_live_file_means_no_process_serves_the_container() {
-        let dir = tempfile::tempdir().unwrap();
-        let paths = ContainerPaths {
-            dir: dir.path().to_path_buf(),
-        };
+        let (_dir, paths) = scratch();
         record().save(&paths).unwrap();
         std::fs::write(paths.live(), b"").unwrap();
         let torn = Record::load(&paths).unwrap();
@@ -186,10 +188,7 @@ mod tests {
 
     #[test]
     fn only_the_live_file_changes_when_a_monitor_is_recorded() {
-        let dir = tempfile::tempdir().unwrap();
-        let paths = ContainerPaths {
-            dir: dir.path().to_path_buf(),
-        };
+        let (_dir, paths) = scratch();
         let mut r = record();
         r.pid = None;
         r.monitor = None;
