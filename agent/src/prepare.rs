@@ -434,7 +434,12 @@ pub fn teardown_dir(shared: &Shared, id: &str) -> Result<Trashed, String> {
     match std::fs::rename(&paths.dir, &aside) {
         Ok(()) => Ok(Trashed(Some(aside))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Trashed(None)),
-        Err(e) => Err(format!("remove {}: {e}", paths.dir.display())),
+        // E.g. `containers/` on a file system of its own: delete in place.
+        Err(_) => match std::fs::remove_dir_all(&paths.dir) {
+            Ok(()) => Ok(Trashed(None)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Trashed(None)),
+            Err(e) => Err(format!("remove {}: {e}", paths.dir.display())),
+        },
     }
 }
 
