@@ -404,8 +404,12 @@ impl Trashed {
     /// Deletes the files (a millisecond or more: done after the removal is answered).
     pub fn purge(self) {
         if let Some(dir) = self.0 {
-            if let Err(e) = std::fs::remove_dir_all(&dir) {
-                tracing::warn!("remove {}: {e}", dir.display());
+            match std::fs::remove_dir_all(&dir) {
+                // At agent start two purges may meet on one directory.
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    tracing::warn!("remove {}: {e}", dir.display());
+                }
+                _ => {}
             }
         }
     }
