@@ -865,3 +865,76 @@ fn live_restore_after_kill_9() {
     d.berth(&["stop", "-t", "1", &live]).ok();
     assert_eq!(d.status(&live), "exited");
 }
+
+/// What `kill -9` of the daemon can leave between the steps of a start, each written as the agent
+/// would have left it, and what the restarted agent makes of it.
+#[test]
+fn a_restart_finishes_what_a_crash_interrupted_between_create_and_start() {
+    let mut d = Daemon::with_busybox();
+    let containers = d.root.join("containers");
+    let record = |id: &str| containers.join(id);
+    let set_state = |id: &str, from: &str, to: &str| {
+        let path = record(id).join("state.json");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let needle = format!("\"state\": \"{from}\"");
+        assert!(text.contains(&needle), "{text}");
+        std::fs::write(
+            &path,
+            text.replace(&needle, &format!("\"state\": \"{to}\"")),
+        )
+        .unwrap();
+    };
+
+    // 1. Set up by its monitor, which the agent died before recording: the held container is
+    //    ended, and the container stays created and starts normally.
+    let held = unique("held");
+    let held_id = d
+        .berth(&["create", "--name", &held, "busybox", "echo", "started late"])
+        .ok()
+        .line();
+    // 2. Released and running, the start not recorded.
+    let running = unique("running");
+    let running_id = d
+        .berth(&["run", "-d", "--name", &running, "busybox", "sleep", "60"])
+        .ok()
+        .line();
+    // 3. Released, ran and exited while the agent was down, the start not recorded.
+    let ended = unique("ended");
+    let ended_id = d
+        .berth(&[
+            "run", "-d", "--name", &ended, "busybox", "sh", "-c", "exit 3",
+        ])
+        .ok()
+        .line();
+    d.wait_status(&ended, "exited");
+    d.wait_status(&held, "created");
+    let held_monitor: i32 = {
+        let live = std::fs::read_to_string(record(&held_id).join("live.json")).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&live).unwrap();
+        v["monitor"][0].as_i64().expect("a recorded monitor") as i32
+    };
+
+    d.kill9();
+    std::fs::remove_file(record(&held_id).join("live.json")).unwrap();
+    set_state(&running_id, "running", "created");
+    set_state(&ended_id, "exited", "created");
+    d.restart();
+
+    assert_eq!(d.status(&held), "created");
+    poll("the lost monitor to be gone", WAIT_TIMEOUT, || {
+        (!std::path::Path::new(&format!("/proc/{held_monitor}")).exists()).then_some(())
+    });
+    let out = d.berth(&["start", "-a", &held]).ok();
+    assert_eq!(out.stdout, "started late\n");
+
+    assert_eq!(d.status(&running), "running");
+    assert_ne!(
+        d.inspect_field(&running, "{{.State.StartedAt}}"),
+        "0001-01-01T00:00:00Z"
+    );
+    d.berth(&["stop", "-t", "1", &running]).ok();
+    assert_eq!(d.status(&running), "exited");
+
+    assert_eq!(d.status(&ended), "exited");
+    assert_eq!(d.inspect_field(&ended, "{{.State.ExitCode}}"), "3");
+}

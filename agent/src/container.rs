@@ -388,6 +388,17 @@ impl ContainerActor {
         }
     }
 
+    /// Records a start the agent made but did not live to record (it stopped between releasing
+    /// the container and committing). When it started is lost; its creation is the closest time
+    /// known.
+    fn recover_start(&mut self) -> bool {
+        if self.record.state != State::Created || self.transition(Event::Start).is_err() {
+            return false;
+        }
+        self.record.started_at = self.record.created;
+        true
+    }
+
     fn signal(&self, sig: Signal) -> Reply<()> {
         self.runtime()
             .kill(&self.record.id, sig, false)
@@ -403,8 +414,8 @@ impl Actor for ContainerActor {
     }
 }
 
-/// Re-adopts a container that was running when the agent stopped: if its monitor is gone, the exit
-/// it recorded meanwhile is applied.
+/// Re-adopts a container after the agent restarted: if its monitor is gone, the exit it recorded
+/// meanwhile is applied; a start the agent made but did not record is recorded now.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Adopt;
@@ -412,7 +423,25 @@ pub struct Adopt;
 impl Handler<Adopt> for ContainerActor {
     type Result = ();
     fn handle(&mut self, _: Adopt, ctx: &mut Context<Self>) {
-        if self.record.state.is_running() && !self.record.monitor.is_some_and(monitor::is_alive) {
+        if self.record.monitor.is_some_and(monitor::is_alive) {
+            // Released if its init no longer runs the monitor's binary.
+            let released = self
+                .record
+                .pid
+                .is_some_and(|pid| !monitor::runs_binary(pid, &self.shared.shim));
+            if released && self.recover_start() {
+                if let Err(e) = self.commit() {
+                    tracing::warn!(container = %self.record.short_id(), "{}", e.message);
+                }
+            }
+            return;
+        }
+        if self
+            .record
+            .state
+            .ended_while_away(self.paths.exit_file().exists())
+        {
+            self.recover_start();
             self.generation += 1;
             let g = self.generation;
             self.on_exit(g, ctx);

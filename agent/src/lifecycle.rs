@@ -88,6 +88,13 @@ impl State {
         matches!(self, State::Running | State::Paused)
     }
 
+    /// Whether a container the agent finds in this state after a restart, with its monitor gone,
+    /// ended while the agent was down. A created one that left an exit file was started: the agent
+    /// stopped after releasing it and before recording that it ran.
+    pub fn ended_while_away(self, exit_file: bool) -> bool {
+        self.is_running() || (self == State::Created && exit_file)
+    }
+
     /// The status Docker prints.
     pub fn status(self) -> ContainerStatus {
         match self {
@@ -105,6 +112,15 @@ mod tests {
     use super::Event::*;
     use super::State::*;
     use super::*;
+
+    #[test]
+    fn an_exit_found_after_a_restart() {
+        assert!(Running.ended_while_away(false));
+        assert!(Paused.ended_while_away(true));
+        assert!(Created.ended_while_away(true));
+        assert!(!Created.ended_while_away(false));
+        assert!(!Exited.ended_while_away(true));
+    }
 
     #[test]
     fn legal_transitions() {

@@ -13,6 +13,9 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 /// one.
 const REPORT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// How long a restarting agent waits for a lost monitor to exit once its container is killed.
+const ORPHAN_EXIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// How to start one container's monitor.
 pub struct Launch<'a> {
     /// The `berth-shim` binary.
@@ -187,6 +190,41 @@ pub async fn release(socket: &Path, exit_file: &Path) -> Result<(), String> {
     }
 }
 
+/// Ends a container held before exec by a monitor the agent lost track of: the agent stopped
+/// between letting that monitor set the container up and recording it. Nothing can reach the
+/// held process, so it is killed; the monitor (found as the attach socket's peer) is given a
+/// moment to exit so that its socket is free for the next one, and the exit file it leaves for a
+/// program that never ran is removed. The container stays created.
+pub fn stop_orphan(socket: &Path, exit_file: &Path, runtime_root: &Path, id: &str) {
+    use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+    let holder = runtime::unix_socket::connect(socket)
+        .ok()
+        .and_then(|s| getsockopt(&s, PeerCredentials).ok())
+        .map(|cred| nix::unistd::Pid::from_raw(cred.pid()));
+    let Some(holder) = holder else {
+        return;
+    };
+    let _ = runtime::Runtime::new(runtime_root).delete(id, true);
+    let deadline = std::time::Instant::now() + ORPHAN_EXIT_TIMEOUT;
+    while nix::sys::signal::kill(holder, None).is_ok() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let _ = std::fs::remove_file(exit_file);
+}
+
+/// Whether process `pid` runs the binary at `path` (same file, by device and inode). A container's
+/// init runs the monitor's binary until it is released and execs its program.
+pub fn runs_binary(pid: i32, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (
+        std::fs::metadata(format!("/proc/{pid}/exe")),
+        std::fs::metadata(path),
+    ) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
 /// Whether the monitor `(pid, start time)` is still alive (used when re-adopting after a restart).
 pub fn is_alive(monitor: (i32, u64)) -> bool {
     runtime::proc::is_alive(nix::unistd::Pid::from_raw(monitor.0), monitor.1)
@@ -227,4 +265,24 @@ pub fn read_exit(path: &Path) -> Option<ExitInfo> {
         oom_killed: f.oom_killed,
         finished_at,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_process_runs_the_binary_it_was_started_from() {
+        let mut child = std::process::Command::new("/bin/sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let sleep = std::fs::canonicalize("/bin/sleep").unwrap();
+        assert!(runs_binary(pid, &sleep));
+        assert!(!runs_binary(pid, Path::new("/bin/sh")));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(!runs_binary(pid, &sleep));
+    }
 }

@@ -119,6 +119,16 @@ impl NodeActor {
                     }
                 }
                 Ok(record) => {
+                    if record.state == State::Created
+                        && !record.monitor.is_some_and(crate::monitor::is_alive)
+                    {
+                        crate::monitor::stop_orphan(
+                            &paths.socket(),
+                            &paths.exit_file(),
+                            &shared.layout.runtime_root(),
+                            &id,
+                        );
+                    }
                     // After a host reboot the overlay is gone; mounting an already mounted snapshot
                     // is a no-op.
                     if let Err(e) =
