@@ -424,11 +424,11 @@ impl Handler<Adopt> for ContainerActor {
     type Result = ();
     fn handle(&mut self, _: Adopt, ctx: &mut Context<Self>) {
         if self.record.monitor.is_some_and(monitor::is_alive) {
-            // Released if its init no longer runs the monitor's binary.
+            // Released if its init no longer runs the monitor's binary (unknown is not released).
             let released = self
                 .record
                 .pid
-                .is_some_and(|pid| !monitor::runs_binary(pid, &self.shared.shim));
+                .is_some_and(|pid| monitor::runs_binary(pid, &self.shared.shim) == Some(false));
             if released && self.recover_start() {
                 if let Err(e) = self.commit() {
                     tracing::warn!(container = %self.record.short_id(), "{}", e.message);

@@ -212,17 +212,14 @@ pub fn stop_orphan(socket: &Path, exit_file: &Path, runtime_root: &Path, id: &st
     let _ = std::fs::remove_file(exit_file);
 }
 
-/// Whether process `pid` runs the binary at `path` (same file, by device and inode). A container's
-/// init runs the monitor's binary until it is released and execs its program.
-pub fn runs_binary(pid: i32, path: &Path) -> bool {
+/// Whether process `pid` runs the binary at `path` (same file, by device and inode); `None` when
+/// that cannot be told (the process is gone). A container's init runs the monitor's binary until it
+/// is released and execs its program.
+pub fn runs_binary(pid: i32, path: &Path) -> Option<bool> {
     use std::os::unix::fs::MetadataExt;
-    match (
-        std::fs::metadata(format!("/proc/{pid}/exe")),
-        std::fs::metadata(path),
-    ) {
-        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
-        _ => false,
-    }
+    let exe = std::fs::metadata(format!("/proc/{pid}/exe")).ok()?;
+    let bin = std::fs::metadata(path).ok()?;
+    Some(exe.dev() == bin.dev() && exe.ino() == bin.ino())
 }
 
 /// Whether the monitor `(pid, start time)` is still alive (used when re-adopting after a restart).
@@ -279,10 +276,10 @@ mod tests {
             .unwrap();
         let pid = child.id() as i32;
         let sleep = std::fs::canonicalize("/bin/sleep").unwrap();
-        assert!(runs_binary(pid, &sleep));
-        assert!(!runs_binary(pid, Path::new("/bin/sh")));
+        assert_eq!(runs_binary(pid, &sleep), Some(true));
+        assert_eq!(runs_binary(pid, Path::new("/bin/sh")), Some(false));
         child.kill().unwrap();
         child.wait().unwrap();
-        assert!(!runs_binary(pid, &sleep));
+        assert_eq!(runs_binary(pid, &sleep), None);
     }
 }

@@ -296,7 +296,7 @@ async fn network_request(shared: &Shared, req: NetworkRequest) -> Reply<Response
                 .map_err(mailbox)??;
             addr.send(container::NetworkChanged(endpoint))
                 .await
-                .map_err(mailbox)??;
+                .map_err(|_| removed(&container))??;
             return Ok(Response::Done);
         }
     };
