@@ -86,9 +86,15 @@ start=$(date +%s.%N)
 for i in $(seq "$containers"); do "$berth" run -d --network none busybox sleep 1000 >/dev/null; done
 started=$(date +%s.%N)
 busy_rss=$(rss_kb "$daemon_pid")
-pss=$(for p in $(pgrep -x "berth-shim"); do awk '/^Pss:/ {print $2}' "/proc/$p/smaps_rollup"; done \
+# The containers' monitors, as their live.json records them (the spare monitor waits for none).
+monitor_pids=$(python3 -c 'import glob, json, sys
+for f in glob.glob(sys.argv[1] + "/*/live.json"):
+    m = json.load(open(f)).get("monitor")
+    if m:
+        print(m[0])' "$work/root/containers")
+pss=$(for p in $monitor_pids; do awk '/^Pss:/ {print $2}' "/proc/$p/smaps_rollup"; done \
     | sort -n | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]; else print 0}')
-monitors=$(pgrep -xc "berth-shim" || true)
+monitors=$(echo "$monitor_pids" | grep -c . || true)
 "$berth" rm -f $("$berth" ps -aq) >/dev/null
 removed=$(date +%s.%N)
 

@@ -938,3 +938,86 @@ fn a_restart_finishes_what_a_crash_interrupted_between_create_and_start() {
     assert_eq!(d.status(&ended), "exited");
     assert_eq!(d.inspect_field(&ended, "{{.State.ExitCode}}"), "3");
 }
+
+/// The daemon's children running `berth-shim --spare` (the spare monitor's first process).
+fn spare_monitors(daemon: u32) -> Vec<i32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{daemon}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|c| {
+            c.split_whitespace()
+                .filter_map(|p| p.parse::<i32>().ok())
+                .collect::<Vec<_>>()
+        })
+        .filter(|p| {
+            std::fs::read(format!("/proc/{p}/cmdline"))
+                .is_ok_and(|c| c.split(|b| *b == 0).any(|a| a == b"--spare"))
+        })
+        .collect()
+}
+
+/// A spare monitor that died while it waited is not handed a container: the create starts a
+/// monitor of its own, and a new spare takes the dead one's place.
+#[test]
+fn a_dead_spare_monitor_is_replaced_and_costs_no_create() {
+    let d = Daemon::with_busybox();
+    let pid = d.pid().expect("daemon pid");
+    let first = poll("a spare monitor", WAIT_TIMEOUT, || {
+        spare_monitors(pid).first().copied()
+    });
+    // SAFETY: kill of a process this test's daemon started.
+    assert_eq!(unsafe { libc::kill(first, libc::SIGKILL) }, 0);
+    poll("the spare to die", WAIT_TIMEOUT, || {
+        (!spare_monitors(pid).contains(&first)).then_some(())
+    });
+    let out = d
+        .berth(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "busybox",
+            "echo",
+            "spared",
+        ])
+        .ok();
+    assert_eq!(out.stdout.trim(), "spared");
+    poll("a new spare monitor", WAIT_TIMEOUT, || {
+        spare_monitors(pid).into_iter().find(|p| *p != first)
+    });
+}
+
+/// `--network none` gives the container a network namespace of its own with only its loopback,
+/// which is up, as in Docker: a process can still reach itself on 127.0.0.1.
+#[test]
+fn network_none_has_only_a_loopback_and_it_is_up() {
+    let d = Daemon::with_busybox();
+    let out = d
+        .berth(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
+            "ls /sys/class/net; cat /sys/class/net/lo/flags",
+        ])
+        .ok();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.first(), Some(&"lo"), "{}", out.describe());
+    let flags = lines
+        .get(1)
+        .and_then(|f| u32::from_str_radix(f.trim_start_matches("0x"), 16).ok())
+        .unwrap_or_else(|| panic!("no flags for lo: {}", out.describe()));
+    assert_eq!(lines.len(), 2, "only lo: {}", out.describe());
+    assert_ne!(
+        flags & libc::IFF_UP as u32,
+        0,
+        "lo is down: {}",
+        out.describe()
+    );
+}

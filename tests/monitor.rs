@@ -504,6 +504,76 @@ fn wait_for_go_sets_up_only_after_the_byte_and_nothing_when_called_off() {
     ctx.assert_clean(&b, &id);
 }
 
+/// Runs `berth-shim --spare`, which detaches and then reads its whole command line on stdin, as the
+/// agent's spare monitor does.
+fn run_spare(launch: &[u8]) -> (Value, Option<i32>) {
+    let mut child = Command::new(shim())
+        .arg("--spare")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn berth-shim --spare");
+    let mut stdin = child.stdin.take().expect("stdin pipe");
+    stdin.write_all(launch).expect("write the launch");
+    drop(stdin);
+    read_report(child)
+}
+
+#[test]
+fn a_spare_runs_the_container_its_launch_names_and_refuses_a_bad_launch() {
+    let ctx = Ctx::new();
+    let mons = Monitors::new(&ctx);
+
+    let id = ctx.id("mspare");
+    let mut b = ctx.bundle(&id);
+    b.sh("echo spared; exit 5");
+    b.write();
+    let (argv, [log, exit_file, socket]) = mons.argv(&b, &id, &[]);
+    let argv: Vec<std::ffi::OsString> = argv.into_iter().map(Into::into).collect();
+    let (report, status) = run_spare(&runtime::monitor::args::encode(&argv));
+    assert_eq!(status, Some(0), "{report}");
+    let shim = mons.adopt(&id, &report, log, exit_file, socket);
+    assert_eq!(wait_exit_file(&shim)["exit_code"], 5);
+    assert_eq!(
+        lines(&log_entries(&shim.log)),
+        [("stdout".to_owned(), "spared\n".to_owned())]
+    );
+    wait_monitor_gone(&shim);
+    ctx.assert_clean(&b, &id);
+
+    // No container after all: end of input, nothing set up.
+    let (report, status) = run_spare(b"");
+    assert_eq!(status, Some(1), "{report}");
+    assert!(
+        report["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("called off"),
+        "{report}"
+    );
+
+    // A launch cut short or naming an unknown flag is refused in one line.
+    let (report, status) = run_spare(b"--id\0abc");
+    assert_eq!(status, Some(1), "{report}");
+    assert!(
+        report["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("cut short"),
+        "{report}"
+    );
+    let (report, status) = run_spare(b"--bogus\0");
+    assert_eq!(status, Some(1), "{report}");
+    assert!(
+        report["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("unknown argument"),
+        "{report}"
+    );
+}
+
 #[test]
 fn shim_error_is_one_json_line_and_nonzero() {
     let ctx = Ctx::new();

@@ -62,7 +62,7 @@ pub fn spawn_monitor(
 ) -> Result<monitor::Pending, String> {
     let paths = shared.layout.container(id);
     let runtime_root = shared.layout.runtime_root();
-    monitor::spawn(monitor::Launch {
+    shared.spare.take(monitor::Launch {
         shim: &shared.shim,
         runtime_root: &runtime_root,
         bundle: &paths.dir,

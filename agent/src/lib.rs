@@ -16,6 +16,7 @@ mod record;
 mod registry;
 mod serve;
 mod session;
+mod spare;
 pub mod spec;
 mod storage;
 mod top;
@@ -88,6 +89,8 @@ pub(crate) struct Shared {
     pub berth: PathBuf,
     /// `berth-shim`, beside `berth`: each container's monitor.
     pub shim: PathBuf,
+    /// The next container's monitor, started ahead.
+    pub spare: Arc<spare::SpareMonitor>,
     /// Exec sessions with a terminal, for resizes.
     pub sessions: session::Sessions,
     pub images: runtime::image::Store,
@@ -150,6 +153,7 @@ pub async fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
         node_name: config.node_name.clone(),
         node: node.clone(),
         berth,
+        spare: spare::SpareMonitor::new(shim.clone()),
         shim,
         sessions: session::Sessions::default(),
         images,
@@ -159,6 +163,7 @@ pub async fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
         network,
     });
     node.do_send(node::Init(shared.clone()));
+    shared.spare.refill();
 
     let tls = protocol::tls::client_config(&config.identity)?;
     let tcfg = TransportConfig::default();

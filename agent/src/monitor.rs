@@ -2,6 +2,7 @@
 //! and reading the exit file it leaves. The monitor, not the agent, holds the container's stdio and
 //! reaps it, so containers outlive an agent crash or upgrade.
 
+use std::ffi::OsString;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
@@ -63,6 +64,35 @@ struct ExitFile {
     finished_at: Option<String>,
 }
 
+impl Launch<'_> {
+    /// The monitor's command line (`runtime::monitor::args`).
+    fn args(&self) -> Vec<OsString> {
+        let mut args: Vec<OsString> = vec![
+            "--runtime-root".into(),
+            self.runtime_root.into(),
+            "--bundle".into(),
+            self.bundle.into(),
+            "--id".into(),
+            self.id.into(),
+            "--log".into(),
+            self.log.clone().into(),
+            "--exit-file".into(),
+            self.exit_file.clone().into(),
+            "--socket".into(),
+            self.socket.clone().into(),
+        ];
+        if self.tty {
+            args.push("--tty".into());
+        }
+        if self.stdin {
+            args.push("--stdin".into());
+        }
+        // Always held: the program execs only on `release`, after any attach has connected.
+        args.push("--hold".into());
+        args
+    }
+}
+
 /// A monitor started ahead of its container: it execs, loads and detaches while the agent still
 /// prepares the bundle, then waits for [`Pending::go`]. Dropped unused, it sees the end of its
 /// input and exits.
@@ -70,42 +100,52 @@ pub struct Pending {
     child: tokio::process::Child,
     go: tokio::process::ChildStdin,
     report: tokio::process::ChildStdout,
+    /// What `go` sends: a spare's whole command line, or one byte.
+    launch: Vec<u8>,
 }
 
 /// Starts a monitor that waits for [`Pending::go`] before it touches the bundle.
 pub fn spawn(l: Launch<'_>) -> Result<Pending, String> {
-    let mut cmd = tokio::process::Command::new(l.shim);
-    cmd.arg("--runtime-root")
-        .arg(l.runtime_root)
-        .arg("--bundle")
-        .arg(l.bundle)
-        .arg("--id")
-        .arg(l.id)
-        .arg("--log")
-        .arg(&l.log)
-        .arg("--exit-file")
-        .arg(&l.exit_file)
-        .arg("--socket")
-        .arg(&l.socket);
-    if l.tty {
-        cmd.arg("--tty");
-    }
-    if l.stdin {
-        cmd.arg("--stdin");
-    }
-    // Always held: the program execs only on `release`, after any attach has connected.
-    cmd.arg("--hold").arg("--wait-for-go");
-    cmd.stdin(std::process::Stdio::piped())
+    let mut args = l.args();
+    args.push("--wait-for-go".into());
+    start_shim(l.shim, &args)
+}
+
+/// Starts a spare monitor, not yet tied to a container: [`Pending::assign`] gives it one.
+pub fn spawn_spare(shim: &Path) -> Result<Pending, String> {
+    start_shim(shim, &["--spare".into()])
+}
+
+fn start_shim(shim: &Path, args: &[OsString]) -> Result<Pending, String> {
+    let mut cmd = tokio::process::Command::new(shim);
+    cmd.args(args)
+        .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::inherit())
         .kill_on_drop(false);
     let mut child = cmd.spawn().map_err(|e| format!("start monitor: {e}"))?;
     let go = child.stdin.take().ok_or("monitor has no stdin")?;
     let report = child.stdout.take().ok_or("monitor has no stdout")?;
-    Ok(Pending { child, go, report })
+    Ok(Pending {
+        child,
+        go,
+        report,
+        launch: b"\n".to_vec(),
+    })
 }
 
 impl Pending {
+    /// Gives a spare monitor ([`spawn_spare`]) its container; it learns it on [`Pending::go`].
+    pub fn assign(mut self, l: &Launch<'_>) -> Pending {
+        self.launch = runtime::monitor::args::encode(&l.args());
+        self
+    }
+
+    /// Whether the monitor still waits for its go; one killed meanwhile is of no use.
+    pub fn is_waiting(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// Lets the monitor set its container up (the bundle is ready) and waits for its one-line
     /// report: the container is held before exec, or why it could not be set up.
     pub async fn go(self) -> Result<Started, String> {
@@ -113,8 +153,9 @@ impl Pending {
             mut child,
             mut go,
             report,
+            launch,
         } = self;
-        go.write_all(b"\n")
+        go.write_all(&launch)
             .await
             .map_err(|e| format!("start monitor: {e}"))?;
         drop(go);

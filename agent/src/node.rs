@@ -315,22 +315,32 @@ impl Handler<Create> for NodeActor {
         let id = names::random_hex(32);
         self.names.insert(name.clone(), id.clone());
         let config = msg.0;
-        // The monitor starts now and waits until the bundle below is ready: its own start-up
-        // overlaps the preparation. Without it, the container actor starts one later.
-        let monitor =
-            crate::container::spawn_monitor(&shared, &id, config.tty, config.open_stdin).ok();
-        let work = {
+        // The monitor (the spare, or one started now) is handed its container alongside the
+        // preparation and waits until the bundle is ready. Both run on blocking threads: starting
+        // a monitor waits for its exec, which must not stall this mailbox. Without a monitor, the
+        // container actor starts one later.
+        let monitor = {
+            let (shared, id) = (shared.clone(), id.clone());
+            let (tty, stdin) = (config.tty, config.open_stdin);
+            tokio::task::spawn_blocking(move || {
+                crate::container::spawn_monitor(&shared, &id, tty, stdin).ok()
+            })
+        };
+        let prepared = {
             let shared = shared.clone();
             let (id, name) = (id.clone(), name.clone());
-            async move {
-                tokio::task::spawn_blocking(move || prepare::create(&shared, &id, &name, config))
-                    .await
-                    .map_err(|e| ApiError::internal(format!("create: {e}")))?
-            }
+            tokio::task::spawn_blocking(move || prepare::create(&shared, &id, &name, config))
+        };
+        let work = async move {
+            let built = prepared
+                .await
+                .map_err(|e| ApiError::internal(format!("create: {e}")))?;
+            let monitor = monitor.await.ok().flatten();
+            built.map(|built| (built, monitor))
         };
         Box::pin(
             actix::fut::wrap_future::<_, Self>(work).then(move |res, act, _| {
-                let built = match res {
+                let (built, monitor) = match res {
                     Ok(built) => built,
                     Err(e) => {
                         act.names.remove(&name);

@@ -2,8 +2,10 @@
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use nix::fcntl::OFlag;
+use nix::sched::CloneFlags;
 use nix::sys::signal::Signal;
 use nix::sys::stat::Mode;
 use nix::unistd::Pid;
@@ -24,6 +26,10 @@ pub struct CreateOptions {
     pub console_socket: Option<PathBuf>,
     pub pid_file: Option<PathBuf>,
     pub preserve_fds: i32,
+    /// A network namespace made ahead ([`crate::network::netns::fresh`]) that no process uses
+    /// yet. When the spec asks for a new network namespace, the init joins this one instead, so
+    /// the clone does not pay for making it.
+    pub network_namespace: Option<Arc<OwnedFd>>,
 }
 
 /// Which caller is launching: `create` waits on the exec fifo, `run` starts over the channel.
@@ -105,8 +111,17 @@ impl Runtime {
         };
         // The fifo's directory fd is filled in once the directory exists.
         let start_placeholder = StartSignal::Channel;
-        let (mut plan, namespaces) =
+        let (mut plan, mut namespaces) =
             plan::build(&bundle, start_placeholder, console, opts.preserve_fds)?;
+        if let Some(made) = &opts.network_namespace {
+            if namespaces.clone.contains(CloneFlags::CLONE_NEWNET) {
+                let fd = made
+                    .try_clone()
+                    .map_err(|e| Error::io("duplicate the network namespace made ahead", e))?;
+                namespaces.clone.remove(CloneFlags::CLONE_NEWNET);
+                plan.join.push((CloneFlags::CLONE_NEWNET, fd));
+            }
+        }
         let cgroup_path = plan::cgroup_path(&bundle.spec, &opts.id);
 
         dir.create()?;

@@ -3,8 +3,8 @@
 //! - [`Runtime::exec`] (`runc exec`): a new process inside a running container. It joins the init's
 //!   namespaces and cgroup and runs with the container's capabilities, seccomp filter, rlimits and
 //!   no_new_privs, applied by the same code as the init's ([`crate::init::ProcessPlan`]).
-//! - [`Runtime::spawn`]: `run --detach` with the container's stdio given by the caller and the init's
-//!   host pid returned as soon as the user program has been exec'd. The per-container monitor
+//! - [`Runtime::spawn_held`]: `run --detach` with the container's stdio given by the caller, the
+//!   init held before it execs the user program until [`Held::release`]. The per-container monitor
 //!   ([`crate::monitor`]) uses it to own the container's output and to reap it.
 //!
 //! Both clone like [`Runtime::launch`] does, with fork semantics from a single-threaded caller.
@@ -416,7 +416,7 @@ pub(crate) fn reset_signal_dispositions() {
     let _ = nix::sys::signal::SigSet::empty().thread_set_mask();
 }
 
-/// The container's standard streams for [`Runtime::spawn`]; the caller keeps the other ends.
+/// The container's standard streams for [`Runtime::spawn_held`]; the caller keeps the other ends.
 pub struct Stdio {
     pub stdin: OwnedFd,
     pub stdout: OwnedFd,

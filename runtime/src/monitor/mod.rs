@@ -7,11 +7,12 @@
 //! 1. The invoking process (started by the agent with its stdout on a pipe) forks; the child calls
 //!    setsid and forks again, so the monitor is reparented away from the agent and has no controlling
 //!    terminal. With `--wait-for-go` it then waits for one byte on stdin (the agent starts it while
-//!    it still prepares the bundle). The monitor points its own stdio at /dev/null, chdirs to `/`,
+//!    it still prepares the bundle); a spare ([`start_spare`]) reads its whole command line there
+//!    instead. The monitor points its own stdio at /dev/null, chdirs to `/`,
 //!    resets signal handling (the container must not inherit ignored signals) and becomes a child
 //!    subreaper.
 //! 2. It opens the log file, binds the attach socket, creates the stdio pipes and launches the
-//!    container with [`Runtime::spawn`], so it is the init's parent.
+//!    container with [`Runtime::spawn_held`], so it is the init's parent.
 //! 3. It reports ONE line of JSON to the invoking process, which prints it on its stdout and exits:
 //!    `{"pid": <init host pid>, "monitor_pid": <monitor pid>}` with status 0, or `{"error": "..."}`
 //!    with status 1.
@@ -24,6 +25,7 @@
 //!
 //! The monitor is single-threaded around one poll(2) loop and allocates only small, bounded buffers.
 
+pub mod args;
 pub mod exit;
 pub mod frame;
 pub mod log;
@@ -43,9 +45,9 @@ use crate::container::CreateOptions;
 use crate::Runtime;
 
 /// The version of the command line the agent and `berth-shim` share (`berth-shim --interface`
-/// prints it); bumped when it changes (2: `--wait-for-go`). The agent refuses to start beside a
-/// monitor binary of another version, instead of failing every container start.
-pub const INTERFACE: u32 = 2;
+/// prints it); bumped when it changes (2: `--wait-for-go`; 3: `--spare`). The agent refuses to start
+/// beside a monitor binary of another version, instead of failing every container start.
+pub const INTERFACE: u32 = 3;
 
 /// The monitor's command line (`berth shim ...`).
 #[derive(Clone, Debug)]
@@ -88,6 +90,8 @@ pub enum MonitorError {
     },
     #[error("{0}")]
     Config(String),
+    #[error(transparent)]
+    Network(#[from] crate::network::NetError),
 }
 
 impl MonitorError {
@@ -137,7 +141,26 @@ impl Report {
 /// exit status for the invoking process (0 when the container runs, 1 otherwise). Must be called from
 /// a single-threaded process.
 pub fn start(config: &MonitorConfig) -> i32 {
-    let (report, code) = match absolute(config).and_then(|c| launch_daemon(&c)) {
+    report_launch(absolute(config).map(Setup::Given))
+}
+
+/// Runs `berth-shim --spare`: like [`start`], but the monitor is started before its container
+/// exists. Once detached it reads its arguments ([`args::encode`]) on stdin up to the end of
+/// input, so a container's create does not wait for a monitor's exec, loading and double fork.
+pub fn start_spare() -> i32 {
+    report_launch(Ok(Setup::Spare))
+}
+
+/// Where the monitor learns its container.
+enum Setup {
+    /// On its command line.
+    Given(MonitorConfig),
+    /// On stdin, once detached.
+    Spare,
+}
+
+fn report_launch(setup: Result<Setup, MonitorError>) -> i32 {
+    let (report, code) = match setup.and_then(|s| launch_daemon(&s)) {
         Ok(Report::Started(s)) => (Report::Started(s), 0),
         Ok(failed) => (failed, 1),
         Err(e) => (Report::failed(e), 1),
@@ -164,7 +187,7 @@ fn absolute(config: &MonitorConfig) -> Result<MonitorConfig, MonitorError> {
 }
 
 /// Forks the daemon (double fork with setsid between) and returns what it reported.
-fn launch_daemon(config: &MonitorConfig) -> Result<Report, MonitorError> {
+fn launch_daemon(setup: &Setup) -> Result<Report, MonitorError> {
     let (read_end, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| MonitorError::io("pipe", e))?;
     // SAFETY: the caller is single-threaded, so the child's copy of the process is consistent.
@@ -174,7 +197,7 @@ fn launch_daemon(config: &MonitorConfig) -> Result<Report, MonitorError> {
             let _ = nix::unistd::setsid();
             // SAFETY: still single-threaded.
             let code = match unsafe { nix::unistd::fork() } {
-                Ok(ForkResult::Child) => daemon_main(config, write_end),
+                Ok(ForkResult::Child) => daemon_main(setup, write_end),
                 Ok(ForkResult::Parent { .. }) => 0,
                 Err(e) => {
                     report_to(&write_end, &Report::failed(format!("fork: {e}")));
@@ -186,6 +209,10 @@ fn launch_daemon(config: &MonitorConfig) -> Result<Report, MonitorError> {
         }
         ForkResult::Parent { child } => {
             drop(write_end);
+            if matches!(setup, Setup::Spare) {
+                // Relaying the report is on its container's start path.
+                let _ = leave_idle_priority();
+            }
             let _ = nix::sys::wait::waitpid(child, None);
             let mut text = String::new();
             let _ = std::fs::File::from(read_end).read_to_string(&mut text);
@@ -217,13 +244,64 @@ fn report_to(fd: &OwnedFd, report: &Report) {
     let _ = nix::unistd::write(fd, line.as_bytes());
 }
 
-/// The daemon: sets itself up, starts the container, reports, serves until the container exits.
-fn daemon_main(config: &MonitorConfig, report: OwnedFd) -> i32 {
-    let _ = std::env::set_current_dir("/");
-    if config.wait_for_go && !go_given() {
-        report_to(&report, &Report::failed("called off before the start"));
-        return 1;
+/// The agent starts a spare at idle CPU priority (SCHED_IDLE), so that loading it never slows a
+/// container being set up. It must wait at the normal one: its container, cloned from it, inherits
+/// its policy, and the agent waits for its report.
+fn leave_idle_priority() -> Result<(), MonitorError> {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: plain syscall on the calling thread with a valid parameter block.
+    if unsafe { libc::sched_getscheduler(0) } == libc::SCHED_IDLE
+        && unsafe { libc::sched_setscheduler(0, libc::SCHED_OTHER, &param) } != 0
+    {
+        return Err(MonitorError::io(
+            "leave idle CPU priority",
+            std::io::Error::last_os_error(),
+        ));
     }
+    Ok(())
+}
+
+/// A spare's arguments: stdin up to its end. Paths are made absolute before the monitor leaves
+/// the agent's working directory.
+fn read_launch() -> Result<Option<MonitorConfig>, String> {
+    let mut bytes = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("read the launch: {e}"))?;
+    if bytes.is_empty() {
+        return Ok(None);
+    }
+    let config = args::parse(args::decode(&bytes)?.into_iter())?;
+    absolute(&config).map(Some).map_err(|e| e.to_string())
+}
+
+/// The daemon: sets itself up, starts the container, reports, serves until the container exits.
+fn daemon_main(setup: &Setup, report: OwnedFd) -> i32 {
+    // A spare makes, at idle priority, the network namespace its container will most likely ask
+    // for (without one it is made at setup).
+    let mut network = None;
+    let launched = match setup {
+        Setup::Given(config) => Ok((!config.wait_for_go || go_given()).then(|| config.clone())),
+        Setup::Spare => {
+            network = crate::network::netns::fresh().ok();
+            leave_idle_priority()
+                .map_err(|e| e.to_string())
+                .and_then(|()| read_launch())
+        }
+    };
+    let config = match launched {
+        Ok(Some(config)) => config,
+        Ok(None) => {
+            report_to(&report, &Report::failed("called off before the start"));
+            return 1;
+        }
+        Err(e) => {
+            report_to(&report, &Report::failed(e));
+            return 1;
+        }
+    };
+    let config = &config;
+    let _ = std::env::set_current_dir("/");
     if let Err(e) = detach_stdio() {
         report_to(&report, &Report::failed(e));
         return 1;
@@ -234,7 +312,7 @@ fn daemon_main(config: &MonitorConfig, report: OwnedFd) -> i32 {
     // SAFETY: plain prctl with integer arguments.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
 
-    let monitor = match serve::Monitor::setup(config) {
+    let monitor = match serve::Monitor::setup(config, network) {
         Ok(m) => m,
         Err(e) => {
             report_to(&report, &Report::failed(e));
@@ -336,14 +414,25 @@ fn monitor_signals() -> nix::Result<nix::sys::signalfd::SignalFd> {
 }
 
 /// The runtime options the monitor launches with.
-fn create_options(config: &MonitorConfig) -> CreateOptions {
+fn create_options(config: &MonitorConfig, network: Option<OwnedFd>) -> CreateOptions {
     CreateOptions {
         id: config.id.clone(),
         bundle: config.bundle.clone(),
-        console_socket: None,
-        pid_file: None,
-        preserve_fds: 0,
+        network_namespace: network.map(std::sync::Arc::new),
+        ..CreateOptions::default()
     }
+}
+
+/// Whether the spec asks for a network namespace of its own (rather than the host's or a named one).
+fn wants_new_network(spec: &oci_spec::runtime::Spec) -> bool {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|list| {
+            list.iter().any(|ns| {
+                ns.typ() == oci_spec::runtime::LinuxNamespaceType::Network && ns.path().is_none()
+            })
+        })
 }
 
 fn runtime(config: &MonitorConfig) -> Runtime {

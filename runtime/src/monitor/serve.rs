@@ -101,8 +101,18 @@ pub struct Monitor {
 
 impl Monitor {
     /// Opens the log, binds the socket, creates the pipes and starts the container.
-    pub fn setup(config: &MonitorConfig) -> Result<Self, MonitorError> {
+    /// `network` is a namespace made ahead for a container that asks for one of its own.
+    pub fn setup(config: &MonitorConfig, network: Option<OwnedFd>) -> Result<Self, MonitorError> {
         let bundle = crate::bundle::Bundle::load(&config.bundle)?;
+        // The container's own network namespace comes with its loopback up, as in Docker.
+        let network = if super::wants_new_network(&bundle.spec) {
+            Some(match network {
+                Some(made) => made,
+                None => crate::network::netns::fresh()?,
+            })
+        } else {
+            None
+        };
         let terminal = bundle
             .spec
             .process()
@@ -176,7 +186,7 @@ impl Monitor {
         // SAFETY: mallopt only changes allocator parameters.
         unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024) };
         let rt = super::runtime(config);
-        let mut held = rt.spawn_held(&super::create_options(config), bundle, stdio)?;
+        let mut held = rt.spawn_held(&super::create_options(config, network), bundle, stdio)?;
         let pty_master = held.take_pty_master();
         let (record, held) = if config.hold {
             (held.record().clone(), Some(held))

@@ -1,0 +1,133 @@
+//! The monitor's command line. Only the agent writes it, so it is parsed by hand: `--flag VALUE`
+//! for paths and the id, bare `--tty`, `--stdin`, `--hold`, `--wait-for-go`. A spare monitor,
+//! started before its container existed, receives the same arguments on stdin instead
+//! ([`encode`]), each ended by a NUL byte, which no argument can contain.
+
+use std::ffi::OsString;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::PathBuf;
+
+use super::MonitorConfig;
+
+/// Reads a monitor's arguments (the program name excluded).
+pub fn parse(mut args: impl Iterator<Item = OsString>) -> Result<MonitorConfig, String> {
+    let mut runtime_root = None;
+    let mut bundle = None;
+    let mut id = None;
+    let mut log = None;
+    let mut exit_file = None;
+    let mut socket = None;
+    let (mut tty, mut stdin, mut hold, mut wait_for_go) = (false, false, false, false);
+    while let Some(arg) = args.next() {
+        let flag = arg.to_string_lossy().into_owned();
+        let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--runtime-root" => runtime_root = Some(PathBuf::from(value()?)),
+            "--bundle" => bundle = Some(PathBuf::from(value()?)),
+            "--id" => {
+                id = Some(
+                    value()?
+                        .into_string()
+                        .map_err(|_| "--id is not UTF-8".to_string())?,
+                )
+            }
+            "--log" => log = Some(PathBuf::from(value()?)),
+            "--exit-file" => exit_file = Some(PathBuf::from(value()?)),
+            "--socket" => socket = Some(PathBuf::from(value()?)),
+            "--tty" => tty = true,
+            "--stdin" => stdin = true,
+            "--hold" => hold = true,
+            "--wait-for-go" => wait_for_go = true,
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    let need = |v: Option<PathBuf>, name: &str| v.ok_or_else(|| format!("{name} is required"));
+    Ok(MonitorConfig {
+        runtime_root: need(runtime_root, "--runtime-root")?,
+        bundle: need(bundle, "--bundle")?,
+        id: id.ok_or("--id is required")?,
+        log: need(log, "--log")?,
+        exit_file: need(exit_file, "--exit-file")?,
+        socket: need(socket, "--socket")?,
+        tty,
+        stdin,
+        hold,
+        wait_for_go,
+    })
+}
+
+/// A spare monitor's launch: the arguments, each ended by NUL.
+pub fn encode(args: &[OsString]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for a in args {
+        out.extend_from_slice(a.as_bytes());
+        out.push(0);
+    }
+    out
+}
+
+/// The arguments of a launch [`encode`] made; a launch cut short is refused.
+pub fn decode(bytes: &[u8]) -> Result<Vec<OsString>, String> {
+    let Some(body) = bytes.strip_suffix(&[0]) else {
+        return Err("the launch is cut short (no NUL after its last argument)".to_string());
+    };
+    Ok(body
+        .split(|b| *b == 0)
+        .map(|a| OsString::from_vec(a.to_vec()))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<OsString> {
+        list.iter().map(OsString::from).collect()
+    }
+
+    const FULL: &[&str] = &[
+        "--runtime-root",
+        "/r",
+        "--bundle",
+        "/b",
+        "--id",
+        "abc",
+        "--log",
+        "/b/log",
+        "--exit-file",
+        "/b/exit",
+        "--socket",
+        "/b/sock",
+        "--tty",
+        "--hold",
+    ];
+
+    #[test]
+    fn a_launch_decodes_to_the_arguments_that_were_encoded() {
+        let mut list = args(FULL);
+        list.push(OsString::from_vec(b"/with\nnewline \xff".to_vec()));
+        assert_eq!(decode(&encode(&list)).unwrap(), list);
+    }
+
+    #[test]
+    fn a_launch_cut_short_is_refused() {
+        let bytes = encode(&args(FULL));
+        let err = decode(&bytes[..bytes.len() - 3]).unwrap_err();
+        assert!(err.contains("cut short"), "{err}");
+        assert!(decode(b"").is_err());
+    }
+
+    #[test]
+    fn parse_reads_flags_and_names_what_is_missing_or_unknown() {
+        let c = parse(args(FULL).into_iter()).unwrap();
+        assert_eq!(c.id, "abc");
+        assert_eq!(c.socket, PathBuf::from("/b/sock"));
+        assert!(c.tty && c.hold && !c.stdin && !c.wait_for_go);
+        let err = parse(args(&["--bundle", "/b"]).into_iter()).unwrap_err();
+        assert_eq!(err, "--runtime-root is required");
+        let err = parse(args(&["--bogus"]).into_iter()).unwrap_err();
+        assert!(err.contains("unknown argument"), "{err}");
+        let err = parse(args(&["--id"]).into_iter()).unwrap_err();
+        assert_eq!(err, "--id needs a value");
+    }
+}
