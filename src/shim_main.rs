@@ -5,8 +5,8 @@
 //! ≈ 0.76 MB of PSS per monitor.
 //!
 //! Its command line is internal (see `runtime::monitor::args`); `--interface` alone prints
-//! [`runtime::monitor::INTERFACE`], and `--spare` alone starts a spare monitor, which reads its
-//! arguments on stdin once the agent has a container for it.
+//! [`runtime::monitor::INTERFACE`], and `--spare --runtime-root DIR` starts a spare monitor,
+//! which reads its other arguments on stdin once the agent has a container for it.
 
 use std::process::ExitCode;
 
@@ -17,7 +17,13 @@ fn main() -> ExitCode {
             println!("{}", runtime::monitor::INTERFACE);
             0
         }
-        Some("--spare") => runtime::monitor::start_spare(),
+        Some("--spare") => match runtime::monitor::args::parse_spare(std::env::args_os().skip(2)) {
+            Ok(root) => runtime::monitor::start_spare(&root),
+            Err(e) => {
+                eprintln!("berth-shim: {e}");
+                1
+            }
+        },
         _ => match runtime::monitor::args::parse(std::env::args_os().skip(1)) {
             Ok(config) => runtime::monitor::start(&config),
             Err(e) => {

@@ -504,11 +504,11 @@ fn wait_for_go_sets_up_only_after_the_byte_and_nothing_when_called_off() {
     ctx.assert_clean(&b, &id);
 }
 
-/// Runs `berth-shim --spare`, which detaches and then reads its whole command line on stdin, as the
-/// agent's spare monitor does.
-fn run_spare(launch: &[u8]) -> (Value, Option<i32>) {
+/// Runs `berth-shim --spare --runtime-root ROOT`, which detaches and then reads the rest of its
+/// command line on stdin, as the agent's spare monitor does.
+fn run_spare(ctx: &Ctx, launch: &[u8]) -> (Value, Option<i32>) {
     let mut child = Command::new(shim())
-        .arg("--spare")
+        .args(["--spare", "--runtime-root", s(&ctx.root)])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -530,8 +530,10 @@ fn a_spare_runs_the_container_its_launch_names_and_refuses_a_bad_launch() {
     b.sh("echo spared; exit 5");
     b.write();
     let (argv, [log, exit_file, socket]) = mons.argv(&b, &id, &[]);
-    let argv: Vec<std::ffi::OsString> = argv.into_iter().map(Into::into).collect();
-    let (report, status) = run_spare(&runtime::monitor::args::encode(&argv));
+    // Without the runtime root, which the spare has on its command line.
+    assert_eq!(argv[0], "--runtime-root");
+    let argv: Vec<std::ffi::OsString> = argv.into_iter().skip(2).map(Into::into).collect();
+    let (report, status) = run_spare(&ctx, &runtime::monitor::args::encode(&argv));
     assert_eq!(status, Some(0), "{report}");
     let shim = mons.adopt(&id, &report, log, exit_file, socket);
     assert_eq!(wait_exit_file(&shim)["exit_code"], 5);
@@ -543,7 +545,7 @@ fn a_spare_runs_the_container_its_launch_names_and_refuses_a_bad_launch() {
     ctx.assert_clean(&b, &id);
 
     // No container after all: end of input, nothing set up.
-    let (report, status) = run_spare(b"");
+    let (report, status) = run_spare(&ctx, b"");
     assert_eq!(status, Some(1), "{report}");
     assert!(
         report["error"]
@@ -554,7 +556,7 @@ fn a_spare_runs_the_container_its_launch_names_and_refuses_a_bad_launch() {
     );
 
     // A launch cut short or naming an unknown flag is refused in one line.
-    let (report, status) = run_spare(b"--id\0abc");
+    let (report, status) = run_spare(&ctx, b"--id\0abc");
     assert_eq!(status, Some(1), "{report}");
     assert!(
         report["error"]
@@ -563,7 +565,7 @@ fn a_spare_runs_the_container_its_launch_names_and_refuses_a_bad_launch() {
             .contains("cut short"),
         "{report}"
     );
-    let (report, status) = run_spare(b"--bogus\0");
+    let (report, status) = run_spare(&ctx, b"--bogus\0");
     assert_eq!(status, Some(1), "{report}");
     assert!(
         report["error"]

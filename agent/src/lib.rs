@@ -148,12 +148,13 @@ pub async fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
         .map_err(|e| AgentError::Network(e.to_string()))?
         .map_err(|e| AgentError::Network(e.message))?;
     let node = NodeActor::new().start();
+    let runtime_root = layout.runtime_root();
     let shared = Arc::new(Shared {
         layout,
         node_name: config.node_name.clone(),
         node: node.clone(),
         berth,
-        spare: spare::SpareMonitor::new(shim.clone()),
+        spare: spare::SpareMonitor::new(shim.clone(), runtime_root),
         shim,
         sessions: session::Sessions::default(),
         images,

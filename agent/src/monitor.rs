@@ -67,9 +67,14 @@ struct ExitFile {
 impl Launch<'_> {
     /// The monitor's command line (`runtime::monitor::args`).
     fn args(&self) -> Vec<OsString> {
+        let mut args: Vec<OsString> = vec!["--runtime-root".into(), self.runtime_root.into()];
+        args.extend(self.container_args());
+        args
+    }
+
+    /// The command line without the runtime root, which a spare has on its own.
+    fn container_args(&self) -> Vec<OsString> {
         let mut args: Vec<OsString> = vec![
-            "--runtime-root".into(),
-            self.runtime_root.into(),
             "--bundle".into(),
             self.bundle.into(),
             "--id".into(),
@@ -111,9 +116,17 @@ pub fn spawn(l: Launch<'_>) -> Result<Pending, String> {
     start_shim(l.shim, &args)
 }
 
-/// Starts a spare monitor, not yet tied to a container: [`Pending::assign`] gives it one.
-pub fn spawn_spare(shim: &Path) -> Result<Pending, String> {
-    start_shim(shim, &["--spare".into()])
+/// Starts a spare monitor for `runtime_root`, not yet tied to a container: [`Pending::assign`]
+/// gives it one.
+pub fn spawn_spare(shim: &Path, runtime_root: &Path) -> Result<Pending, String> {
+    start_shim(
+        shim,
+        &[
+            "--spare".into(),
+            "--runtime-root".into(),
+            runtime_root.into(),
+        ],
+    )
 }
 
 fn start_shim(shim: &Path, args: &[OsString]) -> Result<Pending, String> {
@@ -136,8 +149,9 @@ fn start_shim(shim: &Path, args: &[OsString]) -> Result<Pending, String> {
 
 impl Pending {
     /// Gives a spare monitor ([`spawn_spare`]) its container; it learns it on [`Pending::go`].
+    /// The spare was started for the same runtime root.
     pub fn assign(mut self, l: &Launch<'_>) -> Pending {
-        self.launch = runtime::monitor::args::encode(&l.args());
+        self.launch = runtime::monitor::args::encode(&l.container_args());
         self
     }
 

@@ -12,15 +12,17 @@ use crate::monitor::{self, Launch, Pending};
 
 pub struct SpareMonitor {
     shim: PathBuf,
+    runtime_root: PathBuf,
     slot: Mutex<Option<Pending>>,
     /// A spare is being started, so another is not.
     filling: AtomicBool,
 }
 
 impl SpareMonitor {
-    pub fn new(shim: PathBuf) -> Arc<Self> {
+    pub fn new(shim: PathBuf, runtime_root: PathBuf) -> Arc<Self> {
         Arc::new(SpareMonitor {
             shim,
+            runtime_root,
             slot: Mutex::new(None),
             filling: AtomicBool::new(false),
         })
@@ -46,7 +48,7 @@ impl SpareMonitor {
         }
         let this = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
-            match at_idle_priority(|| monitor::spawn_spare(&this.shim)) {
+            match at_idle_priority(|| monitor::spawn_spare(&this.shim, &this.runtime_root)) {
                 Ok(p) => *this.slot() = Some(p),
                 Err(e) => tracing::warn!("no spare monitor: {e}"),
             }

@@ -1,7 +1,8 @@
 //! The monitor's command line. Only the agent writes it, so it is parsed by hand: `--flag VALUE`
 //! for paths and the id, bare `--tty`, `--stdin`, `--hold`, `--wait-for-go`. A spare monitor,
-//! started before its container existed, receives the same arguments on stdin instead
-//! ([`encode`]), each ended by a NUL byte, which no argument can contain.
+//! started as `--spare --runtime-root DIR` before its container existed, receives the other
+//! arguments on stdin instead ([`encode`]), each ended by a NUL byte, which no argument can
+//! contain.
 
 use std::ffi::OsString;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -54,6 +55,14 @@ pub fn parse(mut args: impl Iterator<Item = OsString>) -> Result<MonitorConfig, 
         hold,
         wait_for_go,
     })
+}
+
+/// The runtime root of `--spare --runtime-root DIR` (the arguments after `--spare`).
+pub fn parse_spare(mut args: impl Iterator<Item = OsString>) -> Result<PathBuf, String> {
+    match (args.next(), args.next(), args.next()) {
+        (Some(flag), Some(root), None) if flag == "--runtime-root" => Ok(PathBuf::from(root)),
+        _ => Err("--spare takes exactly --runtime-root DIR".to_string()),
+    }
 }
 
 /// A spare monitor's launch: the arguments, each ended by NUL.
@@ -129,5 +138,19 @@ mod tests {
         assert!(err.contains("unknown argument"), "{err}");
         let err = parse(args(&["--id"]).into_iter()).unwrap_err();
         assert_eq!(err, "--id needs a value");
+    }
+
+    #[test]
+    fn a_spare_takes_exactly_its_runtime_root() {
+        let root = parse_spare(args(&["--runtime-root", "/r"]).into_iter()).unwrap();
+        assert_eq!(root, PathBuf::from("/r"));
+        for bad in [
+            &[][..],
+            &["--runtime-root"],
+            &["--id", "x"],
+            &["--runtime-root", "/r", "x"],
+        ] {
+            assert!(parse_spare(args(bad).into_iter()).is_err(), "{bad:?}");
+        }
     }
 }

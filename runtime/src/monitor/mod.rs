@@ -144,19 +144,25 @@ pub fn start(config: &MonitorConfig) -> i32 {
     report_launch(absolute(config).map(Setup::Given))
 }
 
-/// Runs `berth-shim --spare`: like [`start`], but the monitor is started before its container
-/// exists. Once detached it reads its arguments ([`args::encode`]) on stdin up to the end of
-/// input, so a container's create does not wait for a monitor's exec, loading and double fork.
-pub fn start_spare() -> i32 {
-    report_launch(Ok(Setup::Spare))
+/// Runs `berth-shim --spare --runtime-root DIR`: like [`start`], but the monitor is started
+/// before its container exists. Once detached it reads the rest of its arguments
+/// ([`args::encode`]) on stdin up to the end of input, so a container's create does not wait for
+/// a monitor's exec, loading and double fork. The runtime root stays on its command line, so
+/// `ps` shows whose monitor it is.
+pub fn start_spare(runtime_root: &Path) -> i32 {
+    report_launch(
+        std::path::absolute(runtime_root)
+            .map(Setup::Spare)
+            .map_err(|e| MonitorError::io(format!("resolve {}", runtime_root.display()), e)),
+    )
 }
 
 /// Where the monitor learns its container.
 enum Setup {
     /// On its command line.
     Given(MonitorConfig),
-    /// On stdin, once detached.
-    Spare,
+    /// On stdin, once detached; its runtime root is given.
+    Spare(PathBuf),
 }
 
 fn report_launch(setup: Result<Setup, MonitorError>) -> i32 {
@@ -209,7 +215,7 @@ fn launch_daemon(setup: &Setup) -> Result<Report, MonitorError> {
         }
         ForkResult::Parent { child } => {
             drop(write_end);
-            if matches!(setup, Setup::Spare) {
+            if matches!(setup, Setup::Spare(_)) {
                 // Relaying the report is on its container's start path.
                 let _ = leave_idle_priority();
             }
@@ -261,9 +267,9 @@ fn leave_idle_priority() -> Result<(), MonitorError> {
     Ok(())
 }
 
-/// A spare's arguments: stdin up to its end. Paths are made absolute before the monitor leaves
-/// the agent's working directory.
-fn read_launch() -> Result<Option<MonitorConfig>, String> {
+/// A spare's arguments after its runtime root: stdin up to its end. Paths are made absolute
+/// before the monitor leaves the agent's working directory.
+fn read_launch(runtime_root: &Path) -> Result<Option<MonitorConfig>, String> {
     let mut bytes = Vec::new();
     std::io::stdin()
         .read_to_end(&mut bytes)
@@ -271,7 +277,8 @@ fn read_launch() -> Result<Option<MonitorConfig>, String> {
     if bytes.is_empty() {
         return Ok(None);
     }
-    let config = args::parse(args::decode(&bytes)?.into_iter())?;
+    let given = ["--runtime-root".into(), runtime_root.as_os_str().to_owned()];
+    let config = args::parse(given.into_iter().chain(args::decode(&bytes)?))?;
     absolute(&config).map(Some).map_err(|e| e.to_string())
 }
 
@@ -282,11 +289,11 @@ fn daemon_main(setup: &Setup, report: OwnedFd) -> i32 {
     let mut network = None;
     let launched = match setup {
         Setup::Given(config) => Ok((!config.wait_for_go || go_given()).then(|| config.clone())),
-        Setup::Spare => {
+        Setup::Spare(runtime_root) => {
             network = crate::network::netns::fresh().ok();
             leave_idle_priority()
                 .map_err(|e| e.to_string())
-                .and_then(|()| read_launch())
+                .and_then(|()| read_launch(runtime_root))
         }
     };
     let config = match launched {
