@@ -344,6 +344,15 @@ impl Cgroup {
         }
     }
 
+    /// How many times the kernel's OOM killer acted in the cgroup (None: not reported), read
+    /// alone for a container's exit record.
+    pub fn oom_kills(&self) -> Result<Option<u64>, CgroupError> {
+        match &self.inner {
+            Inner::V1(v) => v.oom_kills(),
+            Inner::V2(v) => v.oom_kills(),
+        }
+    }
+
     /// Changes limits of a running container (`update`, engine resize). Only the values present
     /// are written. Device rules are left alone: they are a creation-time policy, and v1 refuses
     /// to reset a cgroup's device list once it has child cgroups.
@@ -365,7 +374,9 @@ impl Cgroup {
             Inner::V2(v) => v.kill()?,
             Inner::V1(_) => false,
         };
-        if !killed {
+        // A cgroup whose processes have all exited (a container that ended) cannot gain any, so
+        // there is nothing to freeze or kill.
+        if !killed && !self.procs()?.is_empty() {
             self.freeze_kill_thaw()?;
         }
         self.wait_empty()?;

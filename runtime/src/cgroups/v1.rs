@@ -428,6 +428,14 @@ impl V1 {
         Ok(fsutil::read_checked(&state)?.trim() == "FROZEN")
     }
 
+    pub(crate) fn oom_kills(&self) -> Result<Option<u64>, CgroupError> {
+        let Some(d) = self.dir(Controller::Memory) else {
+            return Ok(None);
+        };
+        Ok(fsutil::read_if_exists(&d.dir.join("memory.oom_control"))?
+            .and_then(|c| parse::keyed_u64(&c, "oom_kill")))
+    }
+
     pub(crate) fn stats(&self) -> Result<Stats, CgroupError> {
         let mut s = Stats::default();
         if let Some(d) = self.dir(Controller::Memory) {
@@ -435,8 +443,7 @@ impl V1 {
             s.memory_limit_bytes = fsutil::read_limit_opt(&d.dir.join("memory.limit_in_bytes"))?;
             s.memory_inactive_file_bytes = fsutil::read_if_exists(&d.dir.join("memory.stat"))?
                 .and_then(|c| parse::keyed_u64(&c, "total_inactive_file"));
-            s.oom_kills = fsutil::read_if_exists(&d.dir.join("memory.oom_control"))?
-                .and_then(|c| parse::keyed_u64(&c, "oom_kill"));
+            s.oom_kills = self.oom_kills()?;
         }
         if let Some(d) = self.dir(Controller::Cpuacct) {
             s.cpu_usage_ns = fsutil::read_u64_opt(&d.dir.join("cpuacct.usage"))?;

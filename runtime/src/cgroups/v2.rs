@@ -250,10 +250,14 @@ impl V2 {
         }
     }
 
+    pub(crate) fn oom_kills(&self) -> Result<Option<u64>, CgroupError> {
+        Ok(fsutil::read_if_exists(&self.dir.join("memory.events"))?
+            .and_then(|c| parse::keyed_u64(&c, "oom_kill")))
+    }
+
     pub(crate) fn stats(&self) -> Result<Stats, CgroupError> {
         let d = &self.dir;
         let memory_stat = fsutil::read_if_exists(&d.join("memory.stat"))?;
-        let memory_events = fsutil::read_if_exists(&d.join("memory.events"))?;
         let cpu_stat = fsutil::read_if_exists(&d.join("cpu.stat"))?;
         Ok(Stats {
             memory_usage_bytes: fsutil::read_u64_opt(&d.join("memory.current"))?,
@@ -265,7 +269,7 @@ impl V2 {
                 .map(|us| us.saturating_mul(1000)),
             pids_current: fsutil::read_u64_opt(&d.join("pids.current"))?,
             pids_limit: fsutil::read_limit_opt(&d.join("pids.max"))?,
-            oom_kills: memory_events.and_then(|c| parse::keyed_u64(&c, "oom_kill")),
+            oom_kills: self.oom_kills()?,
         })
     }
 

@@ -563,9 +563,8 @@ impl Monitor {
         self.log.flush(now);
 
         let oom_killed = Cgroup::open(&self.record.cgroup_path)
-            .and_then(|cg| cg.stats())
-            .map(|s| s.oom_kills.unwrap_or(0) > 0)
-            .unwrap_or(false);
+            .and_then(|cg| cg.oom_kills())
+            .is_ok_and(|kills| kills.unwrap_or(0) > 0);
         if let Some(record) = ExitRecord::from_wait(status, oom_killed, now) {
             let _ = record.write(&self.exit_file);
         }
