@@ -576,6 +576,26 @@ fn a_spare_runs_the_container_its_launch_names_and_refuses_a_bad_launch() {
     );
 }
 
+/// The exit record says when the kernel's OOM killer ended the container (docker's OOMKilled).
+#[test]
+fn an_oom_killed_container_is_recorded_as_such() {
+    let ctx = Ctx::new();
+    let mons = Monitors::new(&ctx);
+    let id = ctx.id("moom");
+    let mut b = ctx.bundle(&id);
+    b.resources(
+        "memory",
+        serde_json::json!({"limit": 32 * 1024 * 1024, "swap": 32 * 1024 * 1024}),
+    )
+    .args(&["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"]);
+    let shim = mons.start(&b, &id, &[]);
+    let exit = wait_exit_file(&shim);
+    assert_eq!(exit["exit_code"], 137, "{exit}");
+    assert_eq!(exit["oom_killed"], true, "{exit}");
+    wait_monitor_gone(&shim);
+    ctx.assert_clean(&b, &id);
+}
+
 #[test]
 fn shim_error_is_one_json_line_and_nonzero() {
     let ctx = Ctx::new();
