@@ -284,13 +284,15 @@ fn read_launch(runtime_root: &Path) -> Result<Option<MonitorConfig>, String> {
 
 /// The daemon: sets itself up, starts the container, reports, serves until the container exits.
 fn daemon_main(setup: &Setup, report: OwnedFd) -> i32 {
-    // A spare makes, at idle priority, the network namespace its container will most likely ask
-    // for (without one it is made at setup).
+    // A spare does, at idle priority, what does not depend on its container: the network
+    // namespace the container will most likely ask for (without one it is made at setup).
     let mut network = None;
     let launched = match setup {
         Setup::Given(config) => Ok((!config.wait_for_go || go_given()).then(|| config.clone())),
         Setup::Spare(runtime_root) => {
             network = crate::network::netns::fresh().ok();
+            // The host's cgroup layout (a read of the mount table) is the same for any container.
+            crate::cgroups::hierarchy();
             leave_idle_priority()
                 .map_err(|e| e.to_string())
                 .and_then(|()| read_launch(runtime_root))
