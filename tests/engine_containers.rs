@@ -989,35 +989,3 @@ fn a_dead_spare_monitor_is_replaced_and_costs_no_create() {
         spare_monitors(pid).into_iter().find(|p| *p != first)
     });
 }
-
-/// `--network none` gives the container a network namespace of its own with only its loopback,
-/// which is up, as in Docker: a process can still reach itself on 127.0.0.1.
-#[test]
-fn network_none_has_only_a_loopback_and_it_is_up() {
-    let d = Daemon::with_busybox();
-    let out = d
-        .berth(&[
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "busybox",
-            "sh",
-            "-c",
-            "ls /sys/class/net; cat /sys/class/net/lo/flags",
-        ])
-        .ok();
-    let lines: Vec<&str> = out.stdout.lines().collect();
-    assert_eq!(lines.first(), Some(&"lo"), "{}", out.describe());
-    let flags = lines
-        .get(1)
-        .and_then(|f| u32::from_str_radix(f.trim_start_matches("0x"), 16).ok())
-        .unwrap_or_else(|| panic!("no flags for lo: {}", out.describe()));
-    assert_eq!(lines.len(), 2, "only lo: {}", out.describe());
-    assert_ne!(
-        flags & libc::IFF_UP as u32,
-        0,
-        "lo is down: {}",
-        out.describe()
-    );
-}

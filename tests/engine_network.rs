@@ -471,6 +471,8 @@ fn host_network_sees_the_test_host() {
     assert!(out.stdout.contains(HOST_ADDR), "{}", out.describe());
 }
 
+/// `--network none`: a network namespace of its own with only its loopback, which is up, as in
+/// Docker, so a process can still reach itself on 127.0.0.1.
 #[test]
 fn none_network_has_only_loopback() {
     let d = Daemon::with_busybox();
@@ -488,6 +490,7 @@ fn none_network_has_only_loopback() {
         .ok();
     assert_eq!(out.stdout.lines().count(), 1, "{}", out.describe());
     assert!(out.stdout.contains("lo"), "{}", out.describe());
+    assert!(out.stdout.contains(",UP"), "lo is down: {}", out.describe());
 }
 
 #[test]

@@ -544,36 +544,17 @@ fn a_spare_runs_the_container_its_launch_names_and_refuses_a_bad_launch() {
     wait_monitor_gone(&shim);
     ctx.assert_clean(&b, &id);
 
-    // No container after all: end of input, nothing set up.
-    let (report, status) = run_spare(&ctx, b"");
-    assert_eq!(status, Some(1), "{report}");
-    assert!(
-        report["error"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("called off"),
-        "{report}"
-    );
-
-    // A launch cut short or naming an unknown flag is refused in one line.
-    let (report, status) = run_spare(&ctx, b"--id\0abc");
-    assert_eq!(status, Some(1), "{report}");
-    assert!(
-        report["error"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("cut short"),
-        "{report}"
-    );
-    let (report, status) = run_spare(&ctx, b"--bogus\0");
-    assert_eq!(status, Some(1), "{report}");
-    assert!(
-        report["error"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("unknown argument"),
-        "{report}"
-    );
+    // No container after all (end of input), a launch cut short, an unknown flag: one line each.
+    for (launch, error) in [
+        (&b""[..], "called off"),
+        (b"--id\0abc", "cut short"),
+        (b"--bogus\0", "unknown argument"),
+    ] {
+        let (report, status) = run_spare(&ctx, launch);
+        assert_eq!(status, Some(1), "{report}");
+        let text = report["error"].as_str().unwrap_or_default();
+        assert!(text.contains(error), "{report}");
+    }
 }
 
 /// The exit record says when the kernel's OOM killer ended the container (docker's OOMKilled).
