@@ -98,13 +98,51 @@ impl ContainerActor {
         &self.record.name
     }
 
-    /// Persists the record durably, then tells the node (and through it the controller).
-    fn commit(&mut self) -> Reply<()> {
-        self.record
-            .save(&self.paths)
-            .map_err(|e| internal("persist container state", e))?;
-        self.announce();
-        Ok(())
+    /// Persists the record durably (two fsyncs) on a blocking thread, then tells the node (and
+    /// through it the controller). The mailbox waits meanwhile (`ctx.wait`), so no later message
+    /// sees a state that is not on disk yet; `then` runs with the outcome once it is, before any
+    /// other message.
+    fn commit(
+        &mut self,
+        ctx: &mut Context<Self>,
+        then: impl FnOnce(&mut Self, Reply<()>, &mut Context<Self>) + 'static,
+    ) {
+        let (record, paths) = (self.record.clone(), self.paths.clone());
+        let save = async move {
+            tokio::task::spawn_blocking(move || record.save(&paths))
+                .await
+                .map_err(|e| internal("persist container state", e))?
+                .map_err(|e| internal("persist container state", e))
+        };
+        ctx.wait(
+            actix::fut::wrap_future::<_, Self>(save).map(move |saved, act, ctx| {
+                if saved.is_ok() {
+                    act.announce();
+                }
+                then(act, saved, ctx);
+            }),
+        );
+    }
+
+    /// [`Self::commit`] as a handler's answer.
+    fn commit_reply(&mut self, ctx: &mut Context<Self>) -> ResponseFuture<Reply<()>> {
+        let (tx, rx) = oneshot::channel();
+        self.commit(ctx, move |_, saved, _| {
+            let _ = tx.send(saved);
+        });
+        Box::pin(async move {
+            rx.await
+                .unwrap_or_else(|e| Err(internal("persist container state", e)))
+        })
+    }
+
+    /// [`Self::commit`] where only a failure's log line follows.
+    fn commit_logged(&mut self, ctx: &mut Context<Self>) {
+        self.commit(ctx, |act, saved, _| {
+            if let Err(e) = saved {
+                tracing::error!(container = %act.record.short_id(), "{}", e.message);
+            }
+        });
     }
 
     /// Persists which processes serve the container (no state changed, so no fsync: see
@@ -163,18 +201,14 @@ impl ContainerActor {
         self.release_network();
         let _ = self.transition(Event::Exit);
         let auto_remove = self.record.config.auto_remove && !self.removing;
-        // A container removed on exit is not worth an fsync: if the agent dies before the removal
-        // ends, the restarted agent finds it running with its monitor gone and applies this exit
-        // (and removal) again.
-        if auto_remove {
-            self.announce();
-        } else if let Err(e) = self.commit() {
-            tracing::error!(container = %self.record.id, "{}", e.message);
-        }
         tracing::info!(container = %self.record.short_id(), code = info.exit_code, "exited");
         let waiters = std::mem::take(&mut self.exit_waiters);
         let code = info.exit_code;
         if auto_remove {
+            // A container removed on exit is not worth an fsync: if the agent dies before the
+            // removal ends, the restarted agent finds it running with its monitor gone and applies
+            // this exit (and removal) again.
+            self.announce();
             // As Docker's --rm: anonymous volumes go with the container, and waiters (`run --rm`)
             // hear the exit code once it is gone. The mailbox waits meanwhile.
             let released = self.release(true);
@@ -188,10 +222,16 @@ impl ContainerActor {
             );
             return;
         }
-        for w in waiters {
-            let _ = w.send(code);
-        }
-        self.maybe_restart(ctx);
+        // Waiters hear the exit once it is on disk.
+        self.commit(ctx, move |act, saved, ctx| {
+            if let Err(e) = saved {
+                tracing::error!(container = %act.record.short_id(), "{}", e.message);
+            }
+            for w in waiters {
+                let _ = w.send(code);
+            }
+            act.maybe_restart(ctx);
+        });
     }
 
     fn maybe_restart(&mut self, ctx: &mut Context<Self>) {
@@ -215,8 +255,8 @@ impl ContainerActor {
                 return;
             }
             act.restarting = true;
-            let fut = act.start_future();
-            ctx.spawn(fut.map(|res, act, _| {
+            let started = Self::started(act.start(ctx));
+            ctx.spawn(actix::fut::wrap_future::<_, Self>(started).map(|res, act, _| {
                 act.restarting = false;
                 for w in act.restart_waiters.drain(..) {
                     let _ = w.send(());
@@ -303,10 +343,13 @@ impl ContainerActor {
     }
 
     /// Releases the held container (launching its monitor first if there is none) and records that
-    /// it runs.
-    fn start_future(&mut self) -> ResponseActFuture<Self, Reply<()>> {
+    /// it runs. The answer comes on the returned channel, which outlives the actor: a `--rm`
+    /// container whose program ended at once is removed right after its start is recorded.
+    fn start(&mut self, ctx: &mut Context<Self>) -> oneshot::Receiver<Reply<()>> {
+        let (tx, rx) = oneshot::channel();
         if let Err(e) = self.record.state.next(Event::Start, &self.record.name) {
-            return Box::pin(actix::fut::ready(Err(e.into())));
+            let _ = tx.send(Err(e.into()));
+            return rx;
         }
         let launch = match self.live_monitor() {
             Some(_) => None,
@@ -322,35 +365,51 @@ impl ContainerActor {
                 .await
                 .map(|()| started)
         };
-        Box::pin(
-            actix::fut::wrap_future::<_, Self>(work).map(|res, act, ctx| {
-                let started = res.map_err(|e| {
-                    ApiError::new(
-                        protocol::messages::ErrorKind::Internal,
-                        format!("cannot start container {}: {e}", act.record.name),
-                    )
-                })?;
+        ctx.spawn(
+            actix::fut::wrap_future::<_, Self>(work).map(move |res, act, ctx| {
+                let started = match res {
+                    Ok(started) => started,
+                    Err(e) => {
+                        let _ = tx.send(Err(ApiError::new(
+                            protocol::messages::ErrorKind::Internal,
+                            format!("cannot start container {}: {e}", act.record.name),
+                        )));
+                        return;
+                    }
+                };
                 if let Some(started) = started {
                     act.adopt_monitor(started, ctx);
                 }
-                act.transition(Event::Start)?;
+                if let Err(e) = act.transition(Event::Start) {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
                 if act.restarting {
                     act.record.restart_count += 1;
                 }
                 act.record.started_at = now_nanos();
                 act.record.manually_stopped = false;
                 act.record.oom_killed = false;
-                act.commit()?;
-                // A program that ended before we got here had its exit ignored (the container was
-                // not yet running): apply it now.
-                if act.live_monitor().is_none() {
-                    act.generation += 1;
-                    let g = act.generation;
-                    act.on_exit(g, ctx);
-                }
-                Ok(())
+                act.commit(ctx, move |act, saved, ctx| {
+                    let recorded = saved.is_ok();
+                    let _ = tx.send(saved);
+                    // A program that ended before we got here had its exit ignored (the
+                    // container was not yet running): apply it now.
+                    if recorded && act.live_monitor().is_none() {
+                        act.generation += 1;
+                        let g = act.generation;
+                        act.on_exit(g, ctx);
+                    }
+                });
             }),
-        )
+        );
+        rx
+    }
+
+    /// What a start's channel yields; an actor gone before answering was removed.
+    async fn started(rx: oneshot::Receiver<Reply<()>>) -> Reply<()> {
+        rx.await
+            .unwrap_or_else(|_| Err(ApiError::not_found("the container was removed")))
     }
 
     /// Marks the container removed and releases what it holds, in reverse order of acquisition:
@@ -430,9 +489,7 @@ impl Handler<Adopt> for ContainerActor {
                 .pid
                 .is_some_and(|pid| monitor::runs_binary(pid, &self.shared.shim) == Some(false));
             if released && self.recover_start() {
-                if let Err(e) = self.commit() {
-                    tracing::warn!(container = %self.record.short_id(), "{}", e.message);
-                }
+                self.commit_logged(ctx);
             }
             return;
         }
@@ -500,10 +557,10 @@ impl Handler<Discard> for ContainerActor {
 pub struct Start;
 
 impl Handler<Start> for ContainerActor {
-    type Result = ResponseActFuture<Self, Reply<()>>;
-    fn handle(&mut self, _: Start, _: &mut Context<Self>) -> Self::Result {
+    type Result = ResponseFuture<Reply<()>>;
+    fn handle(&mut self, _: Start, ctx: &mut Context<Self>) -> Self::Result {
         self.record.restart_count = 0;
-        self.start_future()
+        Box::pin(Self::started(self.start(ctx)))
     }
 }
 
@@ -531,8 +588,7 @@ impl Handler<Stop> for ContainerActor {
         self.record.manually_stopped = true;
         if !self.record.state.is_running() {
             // Docker: stopping a stopped container succeeds.
-            let r = self.commit();
-            return Box::pin(async move { r });
+            return self.commit_reply(ctx);
         }
         let sig = msg.signal.unwrap_or_else(|| self.stop_signal());
         let timeout = msg
@@ -608,14 +664,23 @@ impl Handler<Kill> for ContainerActor {
 pub struct Pause;
 
 impl Handler<Pause> for ContainerActor {
-    type Result = Reply<()>;
-    fn handle(&mut self, _: Pause, _: &mut Context<Self>) -> Reply<()> {
-        self.record.state.next(Event::Pause, &self.record.name)?;
-        self.runtime()
-            .pause(&self.record.id)
-            .map_err(|e| internal("pause", e))?;
-        self.transition(Event::Pause)?;
-        self.commit()
+    type Result = ResponseFuture<Reply<()>>;
+    fn handle(&mut self, _: Pause, ctx: &mut Context<Self>) -> Self::Result {
+        let paused = self
+            .record
+            .state
+            .next(Event::Pause, &self.record.name)
+            .map_err(ApiError::from)
+            .and_then(|_| {
+                self.runtime()
+                    .pause(&self.record.id)
+                    .map_err(|e| internal("pause", e))
+            })
+            .and_then(|()| self.transition(Event::Pause));
+        match paused {
+            Ok(()) => self.commit_reply(ctx),
+            Err(e) => Box::pin(async move { Err(e) }),
+        }
     }
 }
 
@@ -624,14 +689,23 @@ impl Handler<Pause> for ContainerActor {
 pub struct Unpause;
 
 impl Handler<Unpause> for ContainerActor {
-    type Result = Reply<()>;
-    fn handle(&mut self, _: Unpause, _: &mut Context<Self>) -> Reply<()> {
-        self.record.state.next(Event::Unpause, &self.record.name)?;
-        self.runtime()
-            .resume(&self.record.id)
-            .map_err(|e| internal("unpause", e))?;
-        self.transition(Event::Unpause)?;
-        self.commit()
+    type Result = ResponseFuture<Reply<()>>;
+    fn handle(&mut self, _: Unpause, ctx: &mut Context<Self>) -> Self::Result {
+        let resumed = self
+            .record
+            .state
+            .next(Event::Unpause, &self.record.name)
+            .map_err(ApiError::from)
+            .and_then(|_| {
+                self.runtime()
+                    .resume(&self.record.id)
+                    .map_err(|e| internal("unpause", e))
+            })
+            .and_then(|()| self.transition(Event::Unpause));
+        match resumed {
+            Ok(()) => self.commit_reply(ctx),
+            Err(e) => Box::pin(async move { Err(e) }),
+        }
     }
 }
 
@@ -766,10 +840,10 @@ pub struct Rename {
 }
 
 impl Handler<Rename> for ContainerActor {
-    type Result = Reply<()>;
-    fn handle(&mut self, msg: Rename, _: &mut Context<Self>) -> Reply<()> {
+    type Result = ResponseFuture<Reply<()>>;
+    fn handle(&mut self, msg: Rename, ctx: &mut Context<Self>) -> Self::Result {
         self.record.name = msg.new_name;
-        self.commit()
+        self.commit_reply(ctx)
     }
 }
 
@@ -841,9 +915,9 @@ impl Handler<RecordCopy> for ContainerActor {
 pub struct NetworkChanged(pub Endpoint);
 
 impl Handler<NetworkChanged> for ContainerActor {
-    type Result = Reply<()>;
-    fn handle(&mut self, msg: NetworkChanged, _: &mut Context<Self>) -> Reply<()> {
+    type Result = ResponseFuture<Reply<()>>;
+    fn handle(&mut self, msg: NetworkChanged, ctx: &mut Context<Self>) -> Self::Result {
         self.record.network = Some(msg.0);
-        self.commit()
+        self.commit_reply(ctx)
     }
 }
