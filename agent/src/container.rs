@@ -124,6 +124,38 @@ impl ContainerActor {
         );
     }
 
+    /// Pauses or unpauses through the cgroup freezer, which waits for the kernel, on a blocking
+    /// thread with the mailbox held; then records the new state.
+    fn freezer(&mut self, ctx: &mut Context<Self>, event: Event) -> ResponseFuture<Reply<()>> {
+        if let Err(e) = self.record.state.next(event, &self.record.name) {
+            let e = ApiError::from(e);
+            return Box::pin(async move { Err(e) });
+        }
+        let (rt, id) = (self.runtime(), self.record.id.clone());
+        let pause = event == Event::Pause;
+        let what = if pause { "pause" } else { "unpause" };
+        let (tx, rx) = oneshot::channel();
+        let frozen = async move {
+            tokio::task::spawn_blocking(move || if pause { rt.pause(&id) } else { rt.resume(&id) })
+                .await
+                .map_err(|e| internal(what, e))?
+                .map_err(|e| internal(what, e))
+        };
+        ctx.wait(
+            actix::fut::wrap_future::<_, Self>(frozen).map(move |res, act, ctx| {
+                match res.and_then(|()| act.transition(event)) {
+                    Ok(()) => act.commit(ctx, move |_, saved, _| {
+                        let _ = tx.send(saved);
+                    }),
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                    }
+                }
+            }),
+        );
+        Box::pin(async move { rx.await.unwrap_or_else(|e| Err(internal(what, e))) })
+    }
+
     /// [`Self::commit`] as a handler's answer.
     fn commit_reply(&mut self, ctx: &mut Context<Self>) -> ResponseFuture<Reply<()>> {
         let (tx, rx) = oneshot::channel();
@@ -666,21 +698,7 @@ pub struct Pause;
 impl Handler<Pause> for ContainerActor {
     type Result = ResponseFuture<Reply<()>>;
     fn handle(&mut self, _: Pause, ctx: &mut Context<Self>) -> Self::Result {
-        let paused = self
-            .record
-            .state
-            .next(Event::Pause, &self.record.name)
-            .map_err(ApiError::from)
-            .and_then(|_| {
-                self.runtime()
-                    .pause(&self.record.id)
-                    .map_err(|e| internal("pause", e))
-            })
-            .and_then(|()| self.transition(Event::Pause));
-        match paused {
-            Ok(()) => self.commit_reply(ctx),
-            Err(e) => Box::pin(async move { Err(e) }),
-        }
+        self.freezer(ctx, Event::Pause)
     }
 }
 
@@ -691,21 +709,7 @@ pub struct Unpause;
 impl Handler<Unpause> for ContainerActor {
     type Result = ResponseFuture<Reply<()>>;
     fn handle(&mut self, _: Unpause, ctx: &mut Context<Self>) -> Self::Result {
-        let resumed = self
-            .record
-            .state
-            .next(Event::Unpause, &self.record.name)
-            .map_err(ApiError::from)
-            .and_then(|_| {
-                self.runtime()
-                    .resume(&self.record.id)
-                    .map_err(|e| internal("unpause", e))
-            })
-            .and_then(|()| self.transition(Event::Unpause));
-        match resumed {
-            Ok(()) => self.commit_reply(ctx),
-            Err(e) => Box::pin(async move { Err(e) }),
-        }
+        self.freezer(ctx, Event::Unpause)
     }
 }
 
