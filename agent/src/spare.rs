@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::monitor::{self, Launch, Pending};
 
+/// The slot for the one spare, shared by every create and start of the node.
 pub struct SpareMonitor {
     shim: PathBuf,
     runtime_root: PathBuf,
