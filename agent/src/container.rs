@@ -52,27 +52,31 @@ struct Launched {
     endpoint: Option<Endpoint>,
 }
 
-/// Starts the monitor of container `id`; it waits for [`monitor::Pending::go`] before it reads the
-/// bundle, so it may start before the bundle is ready.
-pub fn spawn_monitor(
-    shared: &Shared,
-    id: &str,
+/// Starts the monitor of container `id` (the spare, or a new one) on a blocking thread at once:
+/// a new one is waited for until its exec, which must not stall a mailbox. It waits for
+/// [`monitor::Pending::go`] before it reads the bundle, so it may start before the bundle is ready.
+pub fn start_monitor(
+    shared: Arc<Shared>,
+    id: String,
     tty: bool,
     stdin: bool,
-) -> Result<monitor::Pending, String> {
-    let paths = shared.layout.container(id);
-    let runtime_root = shared.layout.runtime_root();
-    shared.spare.take(monitor::Launch {
-        shim: &shared.shim,
-        runtime_root: &runtime_root,
-        bundle: &paths.dir,
-        id,
-        log: paths.log(),
-        exit_file: paths.exit_file(),
-        socket: paths.socket(),
-        tty,
-        stdin,
-    })
+) -> impl std::future::Future<Output = Result<monitor::Pending, String>> {
+    let started = tokio::task::spawn_blocking(move || {
+        let paths = shared.layout.container(&id);
+        let runtime_root = shared.layout.runtime_root();
+        shared.spare.take(monitor::Launch {
+            shim: &shared.shim,
+            runtime_root: &runtime_root,
+            bundle: &paths.dir,
+            id: &id,
+            log: paths.log(),
+            exit_file: paths.exit_file(),
+            socket: paths.socket(),
+            tty,
+            stdin,
+        })
+    });
+    async move { started.await.map_err(|e| format!("start monitor: {e}"))? }
 }
 
 fn internal(what: &str, e: impl std::fmt::Display) -> ApiError {
@@ -345,7 +349,7 @@ impl ContainerActor {
         async move {
             let pending = match pending {
                 Some(p) => p,
-                None => spawn_monitor(&shared, &id, tty, stdin)?,
+                None => start_monitor(shared.clone(), id.clone(), tty, stdin).await?,
             };
             let endpoint = match attach {
                 Some(a) => Some(

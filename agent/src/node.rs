@@ -315,17 +315,15 @@ impl Handler<Create> for NodeActor {
         let id = names::random_hex(32);
         self.names.insert(name.clone(), id.clone());
         let config = msg.0;
-        // The monitor (the spare, or one started now) is handed its container alongside the
-        // preparation and waits until the bundle is ready. Both run on blocking threads: starting
-        // a monitor waits for its exec, which must not stall this mailbox. Without a monitor, the
-        // container actor starts one later.
-        let monitor = {
-            let (shared, id) = (shared.clone(), id.clone());
-            let (tty, stdin) = (config.tty, config.open_stdin);
-            tokio::task::spawn_blocking(move || {
-                crate::container::spawn_monitor(&shared, &id, tty, stdin).ok()
-            })
-        };
+        // The monitor (the spare, or one started now) is handed its container on one blocking
+        // thread while the bundle is prepared on another, and waits until the bundle is ready.
+        // Without a monitor, the container actor starts one later.
+        let monitor = crate::container::start_monitor(
+            shared.clone(),
+            id.clone(),
+            config.tty,
+            config.open_stdin,
+        );
         let prepared = {
             let shared = shared.clone();
             let (id, name) = (id.clone(), name.clone());
@@ -335,7 +333,7 @@ impl Handler<Create> for NodeActor {
             let built = prepared
                 .await
                 .map_err(|e| ApiError::internal(format!("create: {e}")))?;
-            let monitor = monitor.await.ok().flatten();
+            let monitor = monitor.await.ok();
             built.map(|built| (built, monitor))
         };
         Box::pin(
