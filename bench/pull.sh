@@ -31,7 +31,7 @@ done
 berth="${CARGO_TARGET_DIR:-$repo/target}/release/berth"
 if [ "$build" = 1 ]; then
     log "building berth (release)"
-    (cd "$repo" && nice cargo build --release --bin berth --bin berth-shim)
+    (cd "$repo" && nice cargo build --release --bin berth --bin berth-shim --bin berthd)
 fi
 
 work=$(mktemp -d /tmp/berth-pull-bench-XXXXXX)

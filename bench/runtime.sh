@@ -55,7 +55,7 @@ berth="$target/release/berth"
 if [[ " $runtimes " == *" berth "* ]]; then
     if [ "$build" = 1 ]; then
         log "building berth (release)"
-        (cd "$repo" && nice cargo build --release --bin berth --bin berth-shim)
+        (cd "$repo" && nice cargo build --release --bin berth --bin berth-shim --bin berthd)
     fi
 fi
 

@@ -1,6 +1,7 @@
 //! The daemon and the CLI without containers: the daemon comes up, `info` and `version` answer,
 //! bad flags and unknown objects are one line and exit 125, a missing client configuration is a
-//! clear error, several daemons run side by side, and SIGTERM stops the daemon cleanly.
+//! clear error, several daemons run side by side, SIGTERM stops the daemon cleanly, and
+//! `berth daemon` hands its flags to `berthd` (or names it when it is missing).
 
 mod engine;
 
@@ -204,6 +205,7 @@ fn a_monitor_binary_from_another_build_is_refused_at_start() {
     let bin = dir.path().join("bin");
     std::fs::create_dir(&bin).unwrap();
     std::fs::copy(berth_bin(), bin.join("berth")).unwrap();
+    std::fs::copy(env!("CARGO_BIN_EXE_berthd"), bin.join("berthd")).unwrap();
     // A monitor that speaks interface 1 (before --wait-for-go).
     let shim = bin.join("berth-shim");
     std::fs::write(&shim, "#!/bin/sh\necho 1\n").unwrap();
@@ -265,4 +267,30 @@ fn sigterm_stops_the_daemon_and_a_restart_reuses_the_pki() {
         ca,
         "the cluster CA is reused"
     );
+}
+
+#[test]
+fn daemon_flags_are_berthds_and_a_missing_berthd_is_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // `berth daemon --help` is the help of berthd, under the name users type.
+    let mut cmd = Command::new(berth_bin());
+    cmd.args(["daemon", "--help"]);
+    let out = run_cmd(cmd, None, Duration::from_secs(30), dir.path()).ok();
+    assert!(out.stdout.contains("Usage: berth daemon"), "{}", out.stdout);
+    assert!(out.stdout.contains("--bridge-subnet"), "{}", out.stdout);
+    // Its flag errors are one line, exit 125, like every berth error.
+    let mut cmd = Command::new(berth_bin());
+    cmd.args(["daemon", "--listen", "nowhere"]);
+    let out = run_cmd(cmd, None, Duration::from_secs(30), dir.path()).fails(125);
+    assert!(out.stderr.starts_with("berth: "), "{}", out.stderr);
+    assert!(out.stderr.contains("--listen"), "{}", out.stderr);
+    assert_eq!(out.stderr.trim().lines().count(), 1, "{}", out.stderr);
+    // A berth installed without its daemon says what is missing.
+    let alone = dir.path().join("berth");
+    std::fs::copy(berth_bin(), &alone).expect("copy berth");
+    let mut cmd = Command::new(&alone);
+    cmd.args(["daemon", "--root"]).arg(dir.path().join("root"));
+    let out = run_cmd(cmd, None, Duration::from_secs(30), dir.path()).fails(125);
+    assert!(out.stderr.contains("berthd"), "{}", out.stderr);
+    assert!(!dir.path().join("root").exists(), "nothing may be set up");
 }

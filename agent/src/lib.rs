@@ -70,6 +70,8 @@ pub enum AgentError {
     Exe(std::io::Error),
     #[error("the container monitor {} is missing (it is built and installed next to berth)", .0.display())]
     NoShim(PathBuf),
+    #[error("{} is missing: exec sessions run its `runtime exec` (it is built and installed next to berthd)", .0.display())]
+    NoBerth(PathBuf),
     #[error("the container monitor {} speaks interface {found}, this berth needs {}: install both from one build", .path.display(), runtime::monitor::INTERFACE)]
     ShimMismatch { path: PathBuf, found: String },
     #[error("image store: {0}")]
@@ -85,7 +87,7 @@ pub(crate) struct Shared {
     pub layout: Layout,
     pub node_name: String,
     pub node: Addr<NodeActor>,
-    /// The berth binary, run for exec (`berth runtime exec`).
+    /// The `berth` binary beside the daemon, run for exec (`berth runtime exec`).
     pub berth: PathBuf,
     /// `berth-shim`, beside `berth`: each container's monitor.
     pub shim: PathBuf,
@@ -133,8 +135,12 @@ pub async fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
     for dir in [layout.containers(), layout.runtime_root()] {
         std::fs::create_dir_all(&dir).map_err(|source| AgentError::Root { path: dir, source })?;
     }
-    let berth = std::env::current_exe().map_err(AgentError::Exe)?;
-    let shim = berth.with_file_name("berth-shim");
+    let exe = std::env::current_exe().map_err(AgentError::Exe)?;
+    let berth = exe.with_file_name("berth");
+    if !berth.is_file() {
+        return Err(AgentError::NoBerth(berth));
+    }
+    let shim = exe.with_file_name("berth-shim");
     if !shim.is_file() {
         return Err(AgentError::NoShim(shim));
     }

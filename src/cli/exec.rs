@@ -412,10 +412,8 @@ pub async fn attach_and_wait(
             },
         );
         match client.raw(&starting).await {
-            Ok(s) => {
-                waiter = Some(spawn_wait(client, container));
-                Some(s)
-            }
+            // The session itself ends with the exit code: the node asked for it before starting.
+            Ok(s) => Some(s),
             Err(e) if is_not_running(&e) => {
                 super::containers::start_container(client, container).await?;
                 waiter = Some(spawn_wait(client, container));

@@ -5,7 +5,8 @@
 //!
 //! Client verbs connect to the controller named in `client.toml` (`--config`, `BERTH_CONFIG`,
 //! default `/var/lib/berth/client.toml`) and send it one protocol request each; `berth daemon`
-//! runs the controller and the local agent; `berth runtime` is the OCI runtime.
+//! execs the daemon binary `berthd` (the controller and the local agent); `berth runtime` is the
+//! OCI runtime.
 
 mod client;
 mod containers;
@@ -52,8 +53,8 @@ struct Cli {
 #[derive(Subcommand)]
 #[command(defer = true)]
 enum Command {
-    /// Run the controller and the local agent (a one-host cluster).
-    Daemon(daemon::DaemonArgs),
+    /// Run the controller and the local agent (a one-host cluster); see `berth daemon --help`.
+    Daemon(daemon::DaemonCmd),
     /// Create a container.
     Create(containers::CreateCmd),
     /// Create and start a container, attached unless -d.
@@ -244,10 +245,7 @@ pub fn main() -> i32 {
         .unwrap_or_else(|| PathBuf::from(client::DEFAULT_CONFIG));
     match cli.command {
         Command::Runtime(args) => legacy(runtime::main(args)),
-        Command::Daemon(args) => match daemon::main(args) {
-            Ok(code) => code,
-            Err(e) => report_error(&e),
-        },
+        Command::Daemon(cmd) => daemon::exec(cmd),
         other => run_client(config, other),
     }
 }
