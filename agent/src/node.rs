@@ -130,14 +130,18 @@ impl NodeActor {
                         );
                     }
                     // After a host reboot the overlay is gone; mounting an already mounted snapshot
-                    // is a no-op.
-                    if let Err(e) =
-                        runtime::snapshot::Snapshot::load(&paths.snapshot()).and_then(|s| s.mount())
-                    {
-                        tracing::warn!(container = %record.short_id(), "root filesystem: {e}");
+                    // is a no-op. A `--rm` container whose processes are gone is only removed (its
+                    // volatile layer cannot be mounted after a crash anyway).
+                    let alive = record.monitor.is_some_and(crate::monitor::is_alive);
+                    if alive || !record.config.auto_remove {
+                        if let Err(e) = runtime::snapshot::Snapshot::load(&paths.snapshot())
+                            .and_then(|s| s.mount())
+                        {
+                            tracing::warn!(container = %record.short_id(), "root filesystem: {e}");
+                        }
                     }
                     tracing::info!(container = %record.short_id(), state = ?record.state, "recovered");
-                    if record.monitor.is_some_and(crate::monitor::is_alive) {
+                    if alive {
                         live.insert(record.id.clone());
                     }
                     let addr = self.add(record, shared);

@@ -80,7 +80,13 @@ fn build(
         publish_exposed(&mut config, &image);
     }
     let lowers = shared.images.lowerdirs(&image);
-    let snapshot = runtime::snapshot::Snapshot::prepare(&paths.snapshot(), &lowers)
+    // A container removed when it exits has nothing to keep across a crash.
+    let durability = if config.auto_remove {
+        runtime::snapshot::Durability::Volatile
+    } else {
+        runtime::snapshot::Durability::Durable
+    };
+    let snapshot = runtime::snapshot::Snapshot::prepare(&paths.snapshot(), &lowers, durability)
         .map_err(|e| internal("prepare root filesystem", e))?;
     let rootfs = snapshot.merged();
 

@@ -13,7 +13,7 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use serde::{Deserialize, Serialize};
 
@@ -30,7 +30,11 @@ const OPTION_SETS: [&str; 4] = [
     ",redirect_dir=off",
     "",
 ];
+/// The option that makes a [`Durability::Volatile`] snapshot (Linux 5.10).
+const VOLATILE: &str = ",volatile";
 static ACCEPTED_OPTIONS: AtomicUsize = AtomicUsize::new(0);
+/// Cleared once the kernel refuses `volatile` (before 5.10): later mounts go without it.
+static VOLATILE_ACCEPTED: AtomicBool = AtomicBool::new(true);
 
 /// Errors of snapshot operations, one line each, naming the snapshot directory.
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +105,23 @@ impl std::fmt::Display for Change {
 #[derive(Serialize, Deserialize)]
 struct Meta {
     lowers: Vec<PathBuf>,
+    #[serde(default)]
+    durability: Durability,
+}
+
+/// Whether a snapshot's writable layer must survive a crash of the host.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// Synced like any file system: the container may be started again, also after a reboot.
+    #[default]
+    Durable,
+    /// Never synced (overlayfs `volatile`, as podman mounts `--rm` containers): for a container
+    /// removed when it exits, whose layer nobody reads after a crash. Unmounting it skips the sync
+    /// of the whole upper file system, which otherwise waits for a journal commit on the path of
+    /// every `run --rm`. Once unmounted, cleanly or by a crash, the kernel refuses to mount it
+    /// again (its work directory says `incompat/volatile`): it is unmounted only at removal.
+    Volatile,
 }
 
 /// A container's overlay root file system. The value is a handle: the mount lives on until
@@ -110,6 +131,7 @@ struct Meta {
 pub struct Snapshot {
     dir: PathBuf,
     lowers: Vec<PathBuf>,
+    durability: Durability,
 }
 
 impl Snapshot {
@@ -117,7 +139,7 @@ impl Snapshot {
     /// `lowers` is empty, for scratch images), records the lowers in `dir/snapshot.json` and mounts
     /// the overlay. `lowers` are top layer first, as [`crate::image::Store::lowerdirs`] gives them.
     /// The record is not durable until [`Snapshot::persist`].
-    pub fn prepare(dir: &Path, lowers: &[PathBuf]) -> Result<Snapshot> {
+    pub fn prepare(dir: &Path, lowers: &[PathBuf], durability: Durability) -> Result<Snapshot> {
         for l in lowers {
             check_option_path(dir, l)?;
         }
@@ -141,6 +163,7 @@ impl Snapshot {
         }
         let meta = serde_json::to_vec_pretty(&Meta {
             lowers: lowers.clone(),
+            durability,
         })
         .map_err(|e| SnapshotError::io(dir, "encode snapshot.json", e.into()))?;
         crate::atomic_file::replace(&dir.join(META_FILE), &meta)
@@ -148,6 +171,7 @@ impl Snapshot {
         let snap = Snapshot {
             dir: dir.to_path_buf(),
             lowers,
+            durability,
         };
         snap.mount()?;
         Ok(snap)
@@ -162,6 +186,7 @@ impl Snapshot {
         Ok(Snapshot {
             dir: dir.to_path_buf(),
             lowers: meta.lowers,
+            durability: meta.durability,
         })
     }
 
@@ -192,6 +217,11 @@ impl Snapshot {
         &self.lowers
     }
 
+    /// Whether the writable layer is synced.
+    pub fn durability(&self) -> Durability {
+        self.durability
+    }
+
     /// Mounts the overlay on `merged/` (nothing to do if it is mounted). Uses mount(2) directly;
     /// when the option string would exceed a page, the lowerdirs are given relative to their common
     /// parent from a helper thread that has its own working directory (unshare(CLONE_FS) + chdir), so
@@ -206,7 +236,14 @@ impl Snapshot {
         let page = page_size();
         let abs: Vec<&Path> = self.lowers.iter().map(|p| p.as_path()).collect();
         let common = common_parent(&abs);
-        let longest_extra = OPTION_SETS[0].len();
+        let volatile = if self.durability == Durability::Volatile
+            && VOLATILE_ACCEPTED.load(Ordering::Relaxed)
+        {
+            VOLATILE
+        } else {
+            ""
+        };
+        let longest_extra = volatile.len() + OPTION_SETS[0].len();
         let fits = |lowers: &[PathBuf]| {
             option_string(lowers, &upper, &work, "").len() + longest_extra < page
         };
@@ -240,7 +277,7 @@ impl Snapshot {
         let start = ACCEPTED_OPTIONS.load(Ordering::Relaxed);
         let mut first_err = None;
         for (i, extra) in OPTION_SETS.iter().enumerate().skip(start) {
-            let data = option_string(&lowers, &upper, &work, extra);
+            let data = option_string(&lowers, &upper, &work, &format!("{volatile}{extra}"));
             match mount_overlay(&merged, &data, chdir.as_deref()) {
                 Ok(()) => {
                     ACCEPTED_OPTIONS.store(i, Ordering::Relaxed);
@@ -256,6 +293,17 @@ impl Snapshot {
                         source: e,
                     })
                 }
+            }
+        }
+        if !volatile.is_empty() {
+            // Every set refused with `volatile`: a kernel without it mounts the plain overlay.
+            let plain = Snapshot {
+                durability: Durability::Durable,
+                ..self.clone()
+            };
+            if plain.mount().is_ok() {
+                VOLATILE_ACCEPTED.store(false, Ordering::Relaxed);
+                return Ok(());
             }
         }
         let (options, source) = first_err.expect("at least one option set was tried");
@@ -649,7 +697,7 @@ mod tests {
         fn prepare(&mut self, name: &str, lowers: &[PathBuf]) -> Snapshot {
             let dir = self.path().join("containers").join(name);
             self.mounted.push(dir.join("merged"));
-            let snap = Snapshot::prepare(&dir, lowers).unwrap();
+            let snap = Snapshot::prepare(&dir, lowers, Durability::Durable).unwrap();
             snap.persist().unwrap();
             snap
         }
@@ -809,6 +857,38 @@ mod tests {
         assert_eq!(s.lowers(), &[s.dir().join("empty")]);
     }
 
+    /// The mount's line of /proc/self/mountinfo (its super options included).
+    fn mountinfo_line(target: &Path) -> String {
+        let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let target = target.to_str().unwrap();
+        info.lines()
+            .find(|l| l.split(' ').nth(4) == Some(target))
+            .unwrap_or_else(|| panic!("{target} is not mounted"))
+            .to_owned()
+    }
+
+    #[test]
+    fn volatile_snapshots_are_mounted_volatile_once() {
+        let mut g = Guard::new();
+        let lower = g.lower("l", &[("f", "x")]);
+        let dir = g.path().join("containers").join("v");
+        g.mounted.push(dir.join("merged"));
+        let volatile = Snapshot::prepare(&dir, &[lower.clone()], Durability::Volatile).unwrap();
+        let durable = g.prepare("d", &[lower]);
+        assert!(mountinfo_line(&volatile.merged()).contains("volatile"));
+        assert!(!mountinfo_line(&durable.merged()).contains("volatile"));
+        // An agent that restarts finds it mounted, and volatile, from its record.
+        let loaded = Snapshot::load(&dir).unwrap();
+        assert_eq!(loaded.durability(), Durability::Volatile);
+        loaded.mount().unwrap();
+        assert_eq!(fs::read_to_string(loaded.merged().join("f")).unwrap(), "x");
+        // Once unmounted the kernel refuses it, as after a crash: the error names the option.
+        loaded.unmount().unwrap();
+        let err = loaded.mount().unwrap_err().to_string();
+        assert!(err.contains("volatile"), "{err}");
+        assert!(durable.unmount().is_ok() && durable.mount().is_ok());
+    }
+
     #[test]
     fn long_lowerdir_lists_are_mounted_with_relative_paths() {
         let mut g = Guard::new();
@@ -843,7 +923,7 @@ mod tests {
     fn rejects_paths_overlay_options_cannot_carry() {
         let g = Guard::new();
         let bad = g.path().join("a,b");
-        let err = Snapshot::prepare(&g.path().join("c"), &[bad]).unwrap_err();
+        let err = Snapshot::prepare(&g.path().join("c"), &[bad], Durability::Durable).unwrap_err();
         assert!(err.to_string().contains("cannot carry"), "{err}");
     }
 
