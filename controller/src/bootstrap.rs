@@ -67,6 +67,11 @@ pub struct ClientConfigFile {
     pub key: PathBuf,
     /// The cluster CA certificate (PEM).
     pub ca: PathBuf,
+    /// SHA-256 (hex) of the controller's certificate, which the client then accepts without
+    /// checking its chain again (`protocol::known_certs`); absent, or another certificate, means
+    /// the full check against `ca`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controller_sha256: Option<String>,
 }
 
 impl ClientConfigFile {
@@ -99,6 +104,25 @@ impl ClientConfigFile {
                     self.controller
                 ),
             })
+    }
+
+    /// The controller certificate's SHA-256, if the file names it.
+    pub fn controller_fingerprint(&self, path: &Path) -> Result<Option<[u8; 32]>, BootstrapError> {
+        let Some(text) = &self.controller_sha256 else {
+            return Ok(None);
+        };
+        let bad = || BootstrapError::BadConfig {
+            path: path.to_path_buf(),
+            reason: format!("controller_sha256 = {text:?} is not a SHA-256 in hex"),
+        };
+        if text.len() != 64 || !text.is_ascii() {
+            return Err(bad());
+        }
+        let mut out = [0u8; 32];
+        for (i, byte) in out.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+        }
+        Ok(Some(out))
     }
 
     /// The client identity the file points at.
@@ -154,6 +178,9 @@ impl Bootstrap {
             cert: stem(&format!("{ADMIN_NAME}.pem")),
             key: stem(&format!("{ADMIN_NAME}-key.pem")),
             ca: stem("ca.pem"),
+            controller_sha256: Some(hex(&protocol::known_certs::fingerprint(
+                &self.controller.cert_der,
+            ))),
         }
         .save(&self.client_config)
     }
@@ -256,6 +283,10 @@ pub fn node_name_from_hostname(host: &str) -> String {
     }
 }
 
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -293,6 +324,27 @@ mod tests {
             .unwrap();
         let cfg = ClientConfigFile::load(&b.client_config).unwrap();
         assert_eq!(cfg.controller, "127.0.0.1:4000");
+        // It names the controller's certificate, which the CLI then trusts without a chain check.
+        assert_eq!(
+            cfg.controller_fingerprint(&b.client_config).unwrap(),
+            Some(protocol::known_certs::fingerprint(&b.controller.cert_der))
+        );
+    }
+
+    #[test]
+    fn controller_fingerprint_is_optional_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("client.toml");
+        let base = "controller = \"127.0.0.1:1\"\nserver_name = \"h\"\ncert = \"c\"\nkey = \"k\"\nca = \"a\"\n";
+        std::fs::write(&path, base).unwrap();
+        let cfg = ClientConfigFile::load(&path).unwrap();
+        assert_eq!(cfg.controller_fingerprint(&path).unwrap(), None);
+        for bad in ["abc", &"zz".repeat(32), &"é".repeat(32)] {
+            std::fs::write(&path, format!("{base}controller_sha256 = \"{bad}\"\n")).unwrap();
+            let cfg = ClientConfigFile::load(&path).unwrap();
+            let err = cfg.controller_fingerprint(&path).unwrap_err().to_string();
+            assert!(err.contains("controller_sha256"), "{err}");
+        }
     }
 
     #[test]

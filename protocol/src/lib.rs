@@ -5,6 +5,7 @@
 //!
 //! - [`codec`]: length-prefixed, size-limited frames; the only module that knows the payload
 //!   format (bincode).
+//! - [`known_certs`]: certificate checks made once per certificate, not once per connection.
 //! - [`messages`]: the handshake, the request/response enums of every verb, events, join
 //!   messages, wire errors, and Docker-shaped data for `ps`/`inspect`.
 //! - [`session`]: the raw byte layout of exec/attach streams after their header frame.
@@ -21,6 +22,7 @@
 //! ```
 
 pub mod codec;
+pub mod known_certs;
 pub mod messages;
 pub mod session;
 pub mod tls;

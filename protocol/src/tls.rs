@@ -8,7 +8,8 @@
 //!   organizational unit, so a peer's role and name come from what the CA signed, not from what
 //!   the peer says; controller certificates alone carry the serverAuth usage;
 //! - servers require a client certificate chaining to the cluster CA (refused during the TLS
-//!   handshake otherwise) and clients trust only the cluster CA;
+//!   handshake otherwise) and clients trust only the cluster CA; a certificate that passed is not
+//!   checked against the CA again while valid ([`crate::known_certs`]);
 //! - ALPN is [`ALPN`]; 0-RTT is disabled on both sides and session resumption is off, so every
 //!   connection runs a full mutual authentication;
 //! - an agent joins with a [`JoinToken`] (`berth1-<ca sha256>-<secret>`): it dials the separate
@@ -87,8 +88,8 @@ pub enum TlsError {
     /// rustls refused a configuration (bad key, unsupported certificate...).
     #[error("tls configuration rejected: {0}")]
     Rustls(#[from] rustls::Error),
-    /// The client-certificate verifier could not be built.
-    #[error("client certificate verifier: {0}")]
+    /// A certificate verifier could not be built.
+    #[error("certificate verifier: {0}")]
     Verifier(#[from] rustls::server::VerifierBuilderError),
     /// A certificate signing request was malformed or badly signed.
     #[error("invalid certificate signing request: {0}")]
@@ -694,7 +695,8 @@ fn roots(ca_der: &CertificateDer<'static>) -> Result<Arc<RootCertStore>, TlsErro
 }
 
 /// Server configuration of the main endpoint: TLS 1.3, ALPN [`ALPN`], a client certificate
-/// chaining to the cluster CA required, no 0-RTT, no resumption. The CA certificate is sent
+/// chaining to the cluster CA required (checked once per certificate:
+/// [`crate::known_certs`]), no 0-RTT, no resumption. The CA certificate is sent
 /// after the node certificate so joining agents can pin it.
 pub fn server_config(identity: &Identity) -> Result<rustls::ServerConfig, TlsError> {
     let provider = provider();
@@ -703,6 +705,7 @@ pub fn server_config(identity: &Identity) -> Result<rustls::ServerConfig, TlsErr
         provider.clone(),
     )
     .build()?;
+    let verifier = Arc::new(crate::known_certs::RememberingClientVerifier::new(verifier));
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)
@@ -771,6 +774,30 @@ pub fn anonymous_client_config(
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_root_certificates(roots(ca_der)?)
         .with_no_client_auth();
+    harden_client(&mut config, ALPN);
+    Ok(config)
+}
+
+/// [`client_config`] for a client that knows the controller's certificate by its SHA-256 (from
+/// `client.toml`): that certificate passes without the chain check ([`crate::known_certs`]).
+pub fn client_config_knowing(
+    identity: &Identity,
+    controller: [u8; 32],
+) -> Result<rustls::ClientConfig, TlsError> {
+    let provider = provider();
+    let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        roots(&identity.ca_der)?,
+        provider.clone(),
+    )
+    .build()?;
+    let verifier = Arc::new(crate::known_certs::KnownServerVerifier::new(
+        controller, webpki,
+    ));
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_client_auth_cert(vec![identity.cert_der.clone()], identity.key())?;
     harden_client(&mut config, ALPN);
     Ok(config)
 }

@@ -78,7 +78,14 @@ impl Client {
         let me = identity
             .cert_identity()
             .context("the client certificate is not a berth certificate")?;
-        let tls = protocol::tls::client_config(&identity).context("client TLS configuration")?;
+        let known = cfg
+            .controller_fingerprint(path)
+            .map_err(|e| anyhow!("cannot read client configuration: {e}"))?;
+        let tls = match known {
+            Some(controller) => protocol::tls::client_config_knowing(&identity, controller),
+            None => protocol::tls::client_config(&identity),
+        }
+        .context("client TLS configuration")?;
         let tcfg = TransportConfig {
             handshake_timeout: CONNECT_TIMEOUT,
             ..TransportConfig::default()
