@@ -30,6 +30,38 @@ fn run_prints_output_and_returns_the_exit_code() {
     assert_eq!(out.stderr, "err\n");
 }
 
+/// `run` lets its start overtake the container's set-up (agent/src/early_start.rs): a program
+/// that ends at once may be gone, `--rm` and all, before the agent has handled the attach that
+/// started it. Its output and exit code must arrive every time, also with several runs at once.
+#[test]
+fn a_program_that_ends_at_once_keeps_its_output_and_code() {
+    let d = Daemon::with_busybox();
+    // Several at once, so that the agent is slower than the monitors now and then.
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                for _ in 0..8 {
+                    let out = d.berth(&[
+                        "run",
+                        "--rm",
+                        "busybox",
+                        "sh",
+                        "-c",
+                        "echo out; echo err >&2; exit 3",
+                    ]);
+                    assert_eq!(out.code, Some(3), "{}", out.describe());
+                    assert_eq!(out.stdout, "out\n", "{}", out.describe());
+                    assert_eq!(out.stderr, "err\n", "{}", out.describe());
+                }
+            });
+        }
+    });
+    let id = d.berth(&["run", "-d", "busybox", "true"]).ok().line();
+    let code = d.berth(&["wait", &id]).ok().line();
+    assert_eq!(code, "0");
+    assert_eq!(d.berth(&["ps", "-aq"]).ok().line(), id[..12]);
+}
+
 #[test]
 fn run_detached_then_ps_stop_rm() {
     let d = Daemon::with_busybox();

@@ -42,6 +42,8 @@ pub struct ContainerActor {
     restart_waiters: Vec<oneshot::Sender<()>>,
     /// An `rm -f` killed the container and removes it once it exited (not `--rm`'s own removal).
     removing: bool,
+    /// The START a queued `start` sent during the set-up ([`crate::early_start`]), for that start.
+    early_release: Option<crate::early_start::Release>,
 }
 
 type Reply<T> = Result<T, ApiError>;
@@ -95,6 +97,7 @@ impl ContainerActor {
             restarting: false,
             removing: false,
             restart_waiters: Vec::new(),
+            early_release: None,
         }
     }
 
@@ -340,13 +343,29 @@ impl ContainerActor {
     fn launch_monitor(
         &self,
         pending: Option<monitor::Pending>,
+        early: Option<Arc<crate::early_start::Slot>>,
     ) -> impl std::future::Future<Output = Result<Launched, String>> {
         let attach = self.network_request();
         let shared = self.shared.clone();
         let id = self.record.id.clone();
         let (tty, stdin) = (self.record.config.tty, self.record.config.open_stdin);
-        let _ = std::fs::remove_file(self.paths.exit_file());
+        let (socket, exit_file) = (self.paths.socket(), self.paths.exit_file());
+        let stale_exit = exit_file.clone();
+        // Sends the START of a start queued meanwhile, which the monitor holds until it is ready.
+        let early_start = async move {
+            let Some(slot) = early else {
+                return;
+            };
+            slot.requested().await;
+            let (tx, rx) = oneshot::channel();
+            slot.set_release(rx);
+            tokio::spawn(async move {
+                let _ = tx.send(monitor::release(&socket, &exit_file).await);
+            });
+        };
+        // Nothing happens until the future is polled: a start may drop it unpolled.
         async move {
+            let _ = std::fs::remove_file(&stale_exit);
             let pending = match pending {
                 Some(p) => p,
                 None => start_monitor(shared.clone(), id.clone(), tty, stdin).await?,
@@ -362,7 +381,7 @@ impl ContainerActor {
                 ),
                 None => None,
             };
-            let started = pending.go().await;
+            let started = pending.go(early_start).await;
             if started.is_err() && endpoint.is_some() {
                 shared.network.do_send(network::Detach(id.clone()));
             }
@@ -383,16 +402,25 @@ impl ContainerActor {
     /// container whose program ended at once is removed right after its start is recorded.
     fn start(&mut self, ctx: &mut Context<Self>) -> oneshot::Receiver<Reply<()>> {
         let (tx, rx) = oneshot::channel();
+        let early = self.early_release.take();
         if let Err(e) = self.record.state.next(Event::Start, &self.record.name) {
             let _ = tx.send(Err(e.into()));
             return rx;
         }
         let launch = match self.live_monitor() {
             Some(_) => None,
-            None => Some(self.launch_monitor(None)),
+            None => Some(self.launch_monitor(None, None)),
         };
         let (socket, exit_file) = (self.paths.socket(), self.paths.exit_file());
         let work = async move {
+            // A START sent during the set-up released the container of the monitor it adopted
+            // (which may have exited since). Only if it failed (the socket was not bound yet, say)
+            // is the start made here.
+            if let Some(early) = early {
+                if matches!(early.await, Ok(Ok(()))) {
+                    return Ok(None);
+                }
+            }
             let started = match launch {
                 Some(l) => Some(l.await?),
                 None => None,
@@ -556,8 +584,12 @@ impl Handler<Prepare> for ContainerActor {
         if self.live_monitor().is_some() {
             return;
         }
+        let slot = self.shared.early.open(&self.record.id);
+        let launch = self.launch_monitor(msg.0, Some(slot.clone()));
         ctx.wait(
-            actix::fut::wrap_future::<_, Self>(self.launch_monitor(msg.0)).map(|res, act, ctx| {
+            actix::fut::wrap_future::<_, Self>(launch).map(move |res, act, ctx| {
+                act.shared.early.close(&act.record.id);
+                act.early_release = slot.take_release();
                 match res {
                     Ok(started) => {
                         act.adopt_monitor(started, ctx);

@@ -2,6 +2,7 @@
 //! requests over the QUIC connection the agent dials.
 
 mod container;
+mod early_start;
 mod filesystem;
 mod images;
 mod layout;
@@ -93,6 +94,8 @@ pub(crate) struct Shared {
     pub shim: PathBuf,
     /// The next container's monitor, started ahead.
     pub spare: Arc<spare::SpareMonitor>,
+    /// Containers being set up, which a start may overtake.
+    pub early: early_start::EarlyStarts,
     /// Exec sessions with a terminal, for resizes.
     pub sessions: session::Sessions,
     pub images: runtime::image::Store,
@@ -161,6 +164,7 @@ pub async fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
         node: node.clone(),
         berth,
         spare: spare::SpareMonitor::new(shim.clone(), runtime_root),
+        early: early_start::EarlyStarts::default(),
         shim,
         sessions: session::Sessions::default(),
         images,

@@ -161,8 +161,12 @@ impl Pending {
     }
 
     /// Lets the monitor set its container up (the bundle is ready) and waits for its one-line
-    /// report: the container is held before exec, or why it could not be set up.
-    pub async fn go(self) -> Result<Started, String> {
+    /// report: the container is held before exec, or why it could not be set up. `meanwhile` runs
+    /// while the report is awaited, and is dropped when it arrives.
+    pub async fn go(
+        self,
+        meanwhile: impl std::future::Future<Output = ()>,
+    ) -> Result<Started, String> {
         let Pending {
             mut child,
             mut go,
@@ -175,7 +179,16 @@ impl Pending {
         drop(go);
         let mut line = String::new();
         let mut reader = BufReader::new(report);
-        match tokio::time::timeout(REPORT_TIMEOUT, reader.read_line(&mut line)).await {
+        let read = tokio::time::timeout(REPORT_TIMEOUT, reader.read_line(&mut line));
+        tokio::pin!(read, meanwhile);
+        let mut meanwhile_done = false;
+        let read = loop {
+            tokio::select! {
+                read = &mut read => break read,
+                () = &mut meanwhile, if !meanwhile_done => meanwhile_done = true,
+            }
+        };
+        match read {
             Ok(read) => read.map_err(|e| format!("read monitor report: {e}"))?,
             Err(_) => {
                 let _ = child.start_kill();

@@ -43,6 +43,15 @@ async fn resolve(shared: &Shared, key: &str) -> Reply<(String, Addr<ContainerAct
         .map_err(mailbox)?
 }
 
+/// Starts a container; a start queued while its monitor still sets it up overtakes the set-up
+/// ([`crate::early_start`]).
+async fn start(shared: &Shared, key: &str) -> Reply<Reply<()>> {
+    let (id, addr) = resolve(shared, key).await?;
+    let started = addr.send(container::Start);
+    shared.early.request(&id);
+    started.await.map_err(|_| removed(key))
+}
+
 async fn ask<M>(shared: &Shared, key: &str, msg: M) -> Reply<M::Result>
 where
     M: actix::Message + Send + 'static,
@@ -123,7 +132,7 @@ async fn single(shared: &Arc<Shared>, req: Request) -> Reply<Response> {
             })
         }
         Request::Login { registry, auth } => registry::login(shared, registry, auth).await,
-        Request::Start { container } => done(ask(shared, &container, container::Start).await?),
+        Request::Start { container } => done(start(shared, &container).await?),
         Request::Stop { container, timeout } => {
             ask(
                 shared,
@@ -408,11 +417,25 @@ async fn logs(shared: &Shared, key: &str, opts: LogsOptions, mut responder: Resp
 /// when asked (`run`, `start -a`); the session ends with the container's exit code.
 async fn attach(shared: &Shared, key: &str, opts: AttachOptions, responder: Responder) {
     let prepared = async {
-        let (_, addr) = resolve(shared, key).await?;
-        let info = addr
-            .send(container::Output)
-            .await
-            .map_err(|_| removed(key))??;
+        let (id, addr) = resolve(shared, key).await?;
+        // `run` attaches while the monitor still sets the container up, its socket already bound:
+        // connected now, the attach can let the start overtake the set-up (no terminal to size
+        // first).
+        let early = (opts.start && opts.tty_size.is_none() && shared.early.preparing(&id))
+            .then(|| session::connect_main(&shared.layout.container(&id).socket()).ok())
+            .flatten();
+        let output = addr.send(container::Output);
+        if let Some(monitor) = early {
+            // Queued behind the set-up in this order: the exit waiter, then the start.
+            let wait = addr.send(container::Wait);
+            let started = addr.send(container::Start);
+            shared.early.request(&id);
+            // The container may have run and exited by now: this connection has its output.
+            let info = output.await.map_err(|_| removed(key))??;
+            started.await.map_err(|_| removed(key))??;
+            return Ok((info, monitor, wait));
+        }
+        let info = output.await.map_err(|_| removed(key))??;
         if !info.attachable {
             return Err(ApiError::not_running(format!(
                 "you cannot attach to a stopped container {key}: start it first"
