@@ -430,7 +430,9 @@ async fn attach(shared: &Shared, key: &str, opts: AttachOptions, responder: Resp
             let wait = addr.send(container::Wait);
             let started = addr.send(container::Start);
             shared.early.request(&id);
-            // The container may have run and exited by now: this connection has its output.
+            // The container may have run and exited by now: this connection has its output. (A
+            // set-up that failed leaves it dead; the start then launches another monitor, whose
+            // output only the log has.)
             let info = output.await.map_err(|_| removed(key))??;
             started.await.map_err(|_| removed(key))??;
             return Ok((info, monitor, wait));
