@@ -17,7 +17,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use protocol::messages::Role;
-use protocol::tls::{ClusterCa, Identity, TlsError};
+use protocol::tls::{CertHash, ClusterCa, Identity, TlsError};
 use serde::{Deserialize, Serialize};
 
 /// Name of the admin client identity (its certificate's common name).
@@ -107,22 +107,16 @@ impl ClientConfigFile {
     }
 
     /// The controller certificate's SHA-256, if the file names it.
-    pub fn controller_fingerprint(&self, path: &Path) -> Result<Option<[u8; 32]>, BootstrapError> {
+    pub fn controller_fingerprint(&self, path: &Path) -> Result<Option<CertHash>, BootstrapError> {
         let Some(text) = &self.controller_sha256 else {
             return Ok(None);
         };
-        let bad = || BootstrapError::BadConfig {
-            path: path.to_path_buf(),
-            reason: format!("controller_sha256 = {text:?} is not a SHA-256 in hex"),
-        };
-        if text.len() != 64 || !text.is_ascii() {
-            return Err(bad());
-        }
-        let mut out = [0u8; 32];
-        for (i, byte) in out.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
-        }
-        Ok(Some(out))
+        text.parse()
+            .map(Some)
+            .map_err(|e: protocol::tls::BadCertHash| BootstrapError::BadConfig {
+                path: path.to_path_buf(),
+                reason: format!("controller_sha256 = {text:?} is {e}"),
+            })
     }
 
     /// The client identity the file points at.
@@ -178,9 +172,7 @@ impl Bootstrap {
             cert: stem(&format!("{ADMIN_NAME}.pem")),
             key: stem(&format!("{ADMIN_NAME}-key.pem")),
             ca: stem("ca.pem"),
-            controller_sha256: Some(hex(&protocol::known_certs::fingerprint(
-                &self.controller.cert_der,
-            ))),
+            controller_sha256: Some(CertHash::of(&self.controller.cert_der).to_string()),
         }
         .save(&self.client_config)
     }
@@ -283,10 +275,6 @@ pub fn node_name_from_hostname(host: &str) -> String {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -327,7 +315,7 @@ mod tests {
         // It names the controller's certificate, which the CLI then trusts without a chain check.
         assert_eq!(
             cfg.controller_fingerprint(&b.client_config).unwrap(),
-            Some(protocol::known_certs::fingerprint(&b.controller.cert_der))
+            Some(CertHash::of(&b.controller.cert_der))
         );
     }
 

@@ -19,6 +19,8 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 
+use crate::tls::CertHash;
+
 /// Bound on remembered certificates (a cluster has few clients); past it the memory starts over.
 const CAPACITY: usize = 1024;
 
@@ -27,7 +29,7 @@ const CAPACITY: usize = 1024;
 pub struct RememberingClientVerifier {
     inner: Arc<dyn ClientCertVerifier>,
     /// SHA-256 of an accepted certificate → the end of its validity (Unix seconds).
-    accepted: Mutex<HashMap<[u8; 32], u64>>,
+    accepted: Mutex<HashMap<CertHash, u64>>,
 }
 
 impl RememberingClientVerifier {
@@ -39,17 +41,9 @@ impl RememberingClientVerifier {
         }
     }
 
-    fn accepted(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], u64>> {
+    fn accepted(&self) -> std::sync::MutexGuard<'_, HashMap<CertHash, u64>> {
         self.accepted.lock().unwrap_or_else(|p| p.into_inner())
     }
-}
-
-/// SHA-256 of a certificate's DER: how `client.toml` names the controller's certificate.
-pub fn fingerprint(cert: &CertificateDer<'_>) -> [u8; 32] {
-    let digest = ring::digest::digest(&ring::digest::SHA256, cert.as_ref());
-    let mut out = [0u8; 32];
-    out.copy_from_slice(digest.as_ref());
-    out
 }
 
 /// A certificate's validity, in Unix seconds.
@@ -83,7 +77,7 @@ impl ClientCertVerifier for RememberingClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        let key = fingerprint(end_entity);
+        let key = CertHash::of(end_entity);
         if self
             .accepted()
             .get(&key)
@@ -131,13 +125,13 @@ impl ClientCertVerifier for RememberingClientVerifier {
 /// valid; any other goes through the WebPKI verifier of the cluster CA.
 #[derive(Debug)]
 pub struct KnownServerVerifier {
-    known: [u8; 32],
+    known: CertHash,
     inner: Arc<WebPkiServerVerifier>,
 }
 
 impl KnownServerVerifier {
     /// Trusts the certificate with SHA-256 `known`, and whatever `inner` accepts.
-    pub fn new(known: [u8; 32], inner: Arc<WebPkiServerVerifier>) -> KnownServerVerifier {
+    pub fn new(known: CertHash, inner: Arc<WebPkiServerVerifier>) -> KnownServerVerifier {
         KnownServerVerifier { known, inner }
     }
 }
@@ -152,7 +146,7 @@ impl ServerCertVerifier for KnownServerVerifier {
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         let now_secs = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
-        if fingerprint(end_entity) == self.known
+        if CertHash::of(end_entity) == self.known
             && validity(end_entity)
                 .is_some_and(|(from, until)| from <= now_secs && now_secs < until)
         {
@@ -293,7 +287,7 @@ mod tests {
         let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
             .build()
             .unwrap();
-        let v = KnownServerVerifier::new(fingerprint(&controller.cert_der), webpki);
+        let v = KnownServerVerifier::new(CertHash::of(&controller.cert_der), webpki);
         let name = ServerName::try_from("ctl").unwrap();
         let now = UnixTime::now();
         assert!(v

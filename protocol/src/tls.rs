@@ -130,29 +130,42 @@ pub fn provider() -> Arc<CryptoProvider> {
 // Hashes and tokens
 // ---------------------------------------------------------------------------------------------
 
-/// SHA-256 of a CA certificate's DER: what a join token pins.
+/// SHA-256 of a certificate's DER, written as 64 hex digits: what a join token pins (the CA's),
+/// and how `client.toml` names the controller's certificate.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct CaHash(pub [u8; 32]);
+pub struct CertHash(pub [u8; 32]);
 
-impl CaHash {
-    /// Hash of a DER certificate.
-    pub fn of(cert_der: &[u8]) -> CaHash {
-        let d = ring::digest::digest(&ring::digest::SHA256, cert_der);
-        let mut out = [0u8; 32];
-        out.copy_from_slice(d.as_ref());
-        CaHash(out)
+/// A string that is not 64 hex digits where a [`CertHash`] is expected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a SHA-256 in hex (64 hex digits)")]
+pub struct BadCertHash;
+
+impl FromStr for CertHash {
+    type Err = BadCertHash;
+    fn from_str(s: &str) -> Result<CertHash, BadCertHash> {
+        unhex32(s).map(CertHash).ok_or(BadCertHash)
     }
 }
 
-impl fmt::Display for CaHash {
+impl CertHash {
+    /// Hash of a DER certificate.
+    pub fn of(cert_der: &[u8]) -> CertHash {
+        let d = ring::digest::digest(&ring::digest::SHA256, cert_der);
+        let mut out = [0u8; 32];
+        out.copy_from_slice(d.as_ref());
+        CertHash(out)
+    }
+}
+
+impl fmt::Display for CertHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&hex(&self.0))
     }
 }
 
-impl fmt::Debug for CaHash {
+impl fmt::Debug for CertHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "CaHash({self})")
+        write!(f, "CertHash({self})")
     }
 }
 
@@ -199,7 +212,7 @@ pub enum JoinTokenError {
 #[derive(Clone, PartialEq, Eq)]
 pub struct JoinToken {
     /// Hash of the cluster CA certificate.
-    pub ca_hash: CaHash,
+    pub ca_hash: CertHash,
     secret: [u8; 32],
 }
 
@@ -207,7 +220,7 @@ const TOKEN_PREFIX: &str = "berth1";
 
 impl JoinToken {
     /// A new token with a random secret for the CA with hash `ca_hash`.
-    pub fn generate(ca_hash: CaHash) -> Result<JoinToken, TlsError> {
+    pub fn generate(ca_hash: CertHash) -> Result<JoinToken, TlsError> {
         let mut secret = [0u8; 32];
         ring::rand::SystemRandom::new()
             .fill(&mut secret)
@@ -262,7 +275,7 @@ impl FromStr for JoinToken {
         if prefix != TOKEN_PREFIX {
             return Err(JoinTokenError::Shape);
         }
-        let ca_hash = CaHash(unhex32(hash).ok_or(JoinTokenError::CaHash)?);
+        let ca_hash = CertHash(unhex32(hash).ok_or(JoinTokenError::CaHash)?);
         let secret = unhex32(secret).ok_or(JoinTokenError::Secret)?;
         Ok(JoinToken { ca_hash, secret })
     }
@@ -458,8 +471,8 @@ impl ClusterCa {
     }
 
     /// SHA-256 of the CA certificate, what join tokens pin.
-    pub fn hash(&self) -> CaHash {
-        CaHash::of(&self.cert_der)
+    pub fn hash(&self) -> CertHash {
+        CertHash::of(&self.cert_der)
     }
 
     /// Issues a certificate and a fresh key for `name` in `role`, with `addresses` (IPs or DNS
@@ -530,7 +543,7 @@ impl fmt::Debug for Identity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Identity")
             .field("cert", &cert_identity(&self.cert_der).ok())
-            .field("ca_hash", &CaHash::of(&self.ca_der))
+            .field("ca_hash", &CertHash::of(&self.ca_der))
             .finish_non_exhaustive()
     }
 }
@@ -542,8 +555,8 @@ impl Identity {
     }
 
     /// Hash of the CA this identity trusts.
-    pub fn ca_hash(&self) -> CaHash {
-        CaHash::of(&self.ca_der)
+    pub fn ca_hash(&self) -> CertHash {
+        CertHash::of(&self.ca_der)
     }
 
     fn key(&self) -> PrivateKeyDer<'static> {
@@ -753,7 +766,7 @@ pub fn client_config(identity: &Identity) -> Result<rustls::ClientConfig, TlsErr
 /// Client configuration of a joining agent: trusts a server whose chain includes a CA
 /// certificate with hash `pin` ([`PinnedCaVerifier`]), presents no certificate, ALPN
 /// [`JOIN_ALPN`].
-pub fn join_client_config(pin: CaHash) -> Result<rustls::ClientConfig, TlsError> {
+pub fn join_client_config(pin: CertHash) -> Result<rustls::ClientConfig, TlsError> {
     let provider = provider();
     let verifier = Arc::new(PinnedCaVerifier::new(pin, provider.clone()));
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
@@ -782,7 +795,7 @@ pub fn anonymous_client_config(
 /// `client.toml`): that certificate passes without the chain check ([`crate::known_certs`]).
 pub fn client_config_knowing(
     identity: &Identity,
-    controller: [u8; 32],
+    controller: CertHash,
 ) -> Result<rustls::ClientConfig, TlsError> {
     let provider = provider();
     let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
@@ -815,13 +828,13 @@ fn harden_client(config: &mut rustls::ClientConfig, alpn: &[u8]) {
 /// controller's certificate does not list, and the pin already identifies the cluster.
 #[derive(Debug)]
 pub struct PinnedCaVerifier {
-    pin: CaHash,
+    pin: CertHash,
     provider: Arc<CryptoProvider>,
 }
 
 impl PinnedCaVerifier {
     /// A verifier trusting only the CA with hash `pin`.
-    pub fn new(pin: CaHash, provider: Arc<CryptoProvider>) -> PinnedCaVerifier {
+    pub fn new(pin: CertHash, provider: Arc<CryptoProvider>) -> PinnedCaVerifier {
         PinnedCaVerifier { pin, provider }
     }
 }
@@ -837,7 +850,7 @@ impl ServerCertVerifier for PinnedCaVerifier {
     ) -> Result<ServerCertVerified, rustls::Error> {
         let ca = intermediates
             .iter()
-            .find(|c| CaHash::of(c) == self.pin)
+            .find(|c| CertHash::of(c) == self.pin)
             .ok_or(rustls::Error::InvalidCertificate(
                 rustls::CertificateError::UnknownIssuer,
             ))?;
@@ -965,7 +978,7 @@ mod tests {
 
     #[test]
     fn token_round_trip_and_errors() {
-        let ca = CaHash([0xab; 32]);
+        let ca = CertHash([0xab; 32]);
         let t = JoinToken::generate(ca).unwrap();
         let s = t.to_string();
         let back: JoinToken = s.parse().unwrap();

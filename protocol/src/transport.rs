@@ -21,7 +21,7 @@ use crate::messages::{
     ApiError, ErrorKind, Hello, HelloReply, JoinReply, JoinRequest, Request, Response,
     ResponseFrame, SessionHeader, PROTOCOL_VERSION,
 };
-use crate::tls::{self, CaHash, JoinToken, TlsError};
+use crate::tls::{self, CertHash, JoinToken, TlsError};
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use quinn::{Connection, Endpoint, RecvStream, SendStream, VarInt};
 use std::future::Future;
@@ -883,7 +883,7 @@ pub async fn join_cluster(
     let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
     match reply {
         JoinReply::Accepted { cert_der, ca_der } => {
-            if CaHash::of(&ca_der) != token.ca_hash {
+            if CertHash::of(&ca_der) != token.ca_hash {
                 return Err(TransportError::Protocol(
                     "controller returned a CA that does not match the join token".into(),
                 ));
