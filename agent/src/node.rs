@@ -9,6 +9,7 @@ use actix::prelude::*;
 use protocol::messages::{
     AgentEvent, ApiError, ContainerConfig, ContainerStatus, ContainerSummary, ListOptions, Request,
 };
+use runtime::snapshot::Durability;
 
 use crate::container::{Adopt, ContainerActor};
 use crate::lifecycle::State;
@@ -130,15 +131,18 @@ impl NodeActor {
                         );
                     }
                     // After a host reboot the overlay is gone; mounting an already mounted snapshot
-                    // is a no-op. A `--rm` container whose processes are gone is only removed (its
-                    // volatile layer cannot be mounted after a crash anyway).
+                    // is a no-op. A volatile layer (`--rm`) whose processes are gone cannot be
+                    // mounted again, and its container is only removed.
                     let alive = record.monitor.is_some_and(crate::monitor::is_alive);
-                    if alive || !record.config.auto_remove {
-                        if let Err(e) = runtime::snapshot::Snapshot::load(&paths.snapshot())
-                            .and_then(|s| s.mount())
+                    let mounted =
+                        runtime::snapshot::Snapshot::load(&paths.snapshot()).and_then(|s| match s
+                            .durability()
                         {
-                            tracing::warn!(container = %record.short_id(), "root filesystem: {e}");
-                        }
+                            Durability::Volatile if !alive => Ok(()),
+                            _ => s.mount(),
+                        });
+                    if let Err(e) = mounted {
+                        tracing::warn!(container = %record.short_id(), "root filesystem: {e}");
                     }
                     tracing::info!(container = %record.short_id(), state = ?record.state, "recovered");
                     if alive {
