@@ -940,11 +940,16 @@ fn a_restart_finishes_what_a_crash_interrupted_between_create_and_start() {
         .line();
     d.wait_status(&ended, "exited");
     d.wait_status(&held, "created");
-    let held_monitor: i32 = {
-        let live = std::fs::read_to_string(record(&held_id).join("live.json")).unwrap();
-        let v: serde_json::Value = serde_json::from_str(&live).unwrap();
-        v["monitor"][0].as_i64().expect("a recorded monitor") as i32
-    };
+    // `create` answers before the monitor has set the container up; its record comes after.
+    let held_monitor = poll(
+        "the held container's monitor to be recorded",
+        WAIT_TIMEOUT,
+        || {
+            let live = std::fs::read_to_string(record(&held_id).join("live.json")).ok()?;
+            let v: serde_json::Value = serde_json::from_str(&live).ok()?;
+            v["monitor"][0].as_i64().map(|pid| pid as i32)
+        },
+    );
 
     d.kill9();
     std::fs::remove_file(record(&held_id).join("live.json")).unwrap();
