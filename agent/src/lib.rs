@@ -138,6 +138,14 @@ pub async fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
     for dir in [layout.containers(), layout.runtime_root()] {
         std::fs::create_dir_all(&dir).map_err(|source| AgentError::Root { path: dir, source })?;
     }
+    match runtime::topdir::mark_top_of_hierarchies(&layout.containers()) {
+        Ok(true) => {}
+        Ok(false) => tracing::debug!("the containers' file system cannot spread their directories"),
+        Err(e) => tracing::warn!(
+            "mark {} as a top directory: {e}",
+            layout.containers().display()
+        ),
+    }
     let exe = std::env::current_exe().map_err(AgentError::Exe)?;
     let berth = exe.with_file_name("berth");
     if !berth.is_file() {

@@ -20,6 +20,7 @@ pub mod signal;
 pub mod snapshot;
 pub mod state;
 mod sync;
+pub mod topdir;
 pub mod unix_socket;
 pub mod volume;
 
