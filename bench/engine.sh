@@ -5,16 +5,20 @@
 #   100 x `berth run -d` then `rm -f` of all; daemon RSS idle and with the containers running; each
 #   monitor's PSS.
 # Writes the section between <!-- engine:begin --> and <!-- engine:end --> of BENCHMARKS.md.
-# Usage: bench/engine.sh [--runs N] [--containers N] [--no-build]
+# Usage: bench/engine.sh [--runs N] [--rounds R] [--containers N] [--no-build]
+# The runs are split into R rounds, each timing berth then crun, so that both sample the same
+# phases of a noisy host (one block of each puts them minutes apart).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 runs=50
+rounds=5
 containers=100
 build=1
 args=("$@")
 while [ $# -gt 0 ]; do
     case $1 in
     --runs) runs=$2; shift 2 ;;
+    --rounds) rounds=$2; shift 2 ;;
     --containers) containers=$2; shift 2 ;;
     --no-build) build=0; shift ;;
     *) echo "unknown option: $1" >&2; exit 2 ;;
@@ -73,10 +77,13 @@ for _ in $(seq 200); do "$berth" info >/dev/null 2>&1 && break; sleep 0.05; done
 "$berth" import "$work/busybox.tar" busybox:latest >/dev/null
 "$berth" run --rm --network none busybox /bin/true
 
-log "latency: run --rm /bin/true"
-hyperfine -N --warmup 5 --runs "$runs" --export-json "$work/run.json" \
-    -n "berth run --rm --network none" "$berth run --rm --network none busybox /bin/true" \
-    -n "crun run (bundle)" "crun --root $work/crun run --bundle $work/bundle bench-crun" >&2
+log "latency: run --rm /bin/true, $rounds rounds"
+per_round=$(( (runs + rounds - 1) / rounds ))
+for r in $(seq "$rounds"); do
+    hyperfine -N --warmup 5 --runs "$per_round" --export-json "$work/run-$r.json" \
+        -n "berth run --rm --network none" "$berth run --rm --network none busybox /bin/true" \
+        -n "crun run (bundle)" "crun --root $work/crun run --bundle $work/bundle bench-crun" >&2
+done
 
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 idle_rss=$(rss_kb "$daemon_pid")
@@ -98,13 +105,17 @@ monitors=$(echo "$monitor_pids" | grep -c . || true)
 "$berth" rm -f $("$berth" ps -aq) >/dev/null
 removed=$(date +%s.%N)
 
-PYTHONPATH="$repo/bench" python3 - "$repo/BENCHMARKS.md" "$work/run.json" "$containers" "$start" "$started" "$removed" \
+PYTHONPATH="$repo/bench" python3 - "$repo/BENCHMARKS.md" "$work" "$containers" "$start" "$started" "$removed" \
     "$idle_rss" "$busy_rss" "$pss" "$monitors" "$(crun --version | head -1)" "$(git -C "$repo" rev-parse --short HEAD)" <<'PY'
-import json, sys, datetime, platform, re, section
-(path, runj, n, t0, t1, t2, idle, busy, pss, monitors, crun_v, rev) = sys.argv[1:]
-res = {r["command"]: r for r in json.load(open(runj))["results"]}
-med = lambda r: sorted(r["times"])[len(r["times"]) // 2] * 1000
-b = res["berth run --rm --network none"]; c = res["crun run (bundle)"]
+import glob, json, sys, datetime, platform, re, section, statistics
+(path, work, n, t0, t1, t2, idle, busy, pss, monitors, crun_v, rev) = sys.argv[1:]
+rounds = [{r["command"]: r["times"] for r in json.load(open(f))["results"]}
+          for f in sorted(glob.glob(work + "/run-*.json"))]
+B, C = "berth run --rm --network none", "crun run (bundle)"
+med = lambda t: statistics.median(t) * 1000
+stats = lambda t: f"{statistics.mean(t)*1000:.1f} ± {statistics.pstdev(t)*1000:.1f}"
+b = [t for r in rounds for t in r[B]]; c = [t for r in rounds for t in r[C]]
+per_round = [med(r[B]) / med(r[C]) for r in rounds]
 lines = [
     "<!-- engine:begin -->",
     "## Engine: `berth run` end to end, many containers, memory",
@@ -117,8 +128,11 @@ lines = [
     "",
     "| what | median (ms) | mean ± σ (ms) | vs crun |",
     "|---|---:|---:|---:|",
-    f"| berth run --rm --network none busybox /bin/true (CLI → controller → agent → monitor → runtime, over QUIC) | {med(b):.1f} | {b['mean']*1000:.1f} ± {b['stddev']*1000:.1f} | {med(b)/med(c):.2f}× |",
-    f"| crun run of a bundle | {med(c):.1f} | {c['mean']*1000:.1f} ± {c['stddev']*1000:.1f} | 1.00× |",
+    f"| berth run --rm --network none busybox /bin/true (CLI → controller → agent → monitor → runtime, over QUIC) | {med(b):.1f} | {stats(b)} | {med(b)/med(c):.2f}× |",
+    f"| crun run of a bundle | {med(c):.1f} | {stats(c)} | 1.00× |",
+    "",
+    f"{len(b)} runs of each in {len(rounds)} rounds (berth, then crun); berth/crun median by round: "
+    + ", ".join(f"{x:.2f}×" for x in per_round) + ".",
     "",
     f"- {n} × `berth run -d sleep`: {float(t1)-float(t0):.2f} s; `rm -f` of all: {float(t2)-float(t1):.2f} s (docker: ≈ 4 s for 20 starts here).",
     f"- Daemon (controller + agent) RSS: {int(idle)/1024:.1f} MB idle, {int(busy)/1024:.1f} MB with {n} containers running (dockerd + containerd ≈ 134 MB idle).",
