@@ -251,6 +251,10 @@ impl Handler<Changed> for NodeActor {
     fn handle(&mut self, msg: Changed, _: &mut Context<Self>) {
         let summary = msg.0;
         if let Some(e) = self.containers.get_mut(&summary.id) {
+            if e.summary == summary {
+                // Only the processes changed (a monitor recorded): the controller's copy is current.
+                return;
+            }
             let name = summary
                 .names
                 .first()
