@@ -29,4 +29,4 @@ pub mod tls;
 pub mod transport;
 
 pub use messages::{ApiError, ErrorKind, Hello, Request, Response, Role, PROTOCOL_VERSION};
-pub use transport::{Peer, Responder, TransportConfig, TransportError};
+pub use transport::{Dialing, Peer, Responder, TransportConfig, TransportError};

@@ -7,7 +7,10 @@
 //! 2. The dialer opens the first bidirectional stream and sends a [`Hello`]; the acceptor checks
 //!    the protocol version and that the hello's name and role are those of the peer's
 //!    certificate, then answers [`HelloReply::Welcome`]. Only then is a [`Peer`] returned, and
-//!    only a `Peer` can serve or send requests, so nothing is served before the handshake.
+//!    only a `Peer` can serve or send requests, so nothing is served before the handshake. A
+//!    dialer with a request ready may send it right behind its hello ([`Dialing`]): the acceptor
+//!    takes streams in the order they were opened, so it serves that request only after its
+//!    welcome, and the dialer reads the answer only after checking that welcome.
 //! 3. Either side may then open streams: one bidirectional stream per request, the request as
 //!    the first frame, the answer as [`ResponseFrame`]s (see [`crate::messages`]). The agent
 //!    dials the controller and both command each other over that one connection.
@@ -284,6 +287,142 @@ async fn refuse(conn: &Connection, mut send: SendStream, codec: FrameCodec, erro
     conn.close(VarInt::from_u32(CLOSE_REFUSED), error.message.as_bytes());
 }
 
+/// A dialer's connection whose hello is sent but not yet answered ([`Peer::dial`]).
+///
+/// Requests opened here go out right behind the hello. The acceptor takes streams in the order
+/// they were opened, so it reads the hello first and serves them only after it has welcomed the
+/// dialer; if it refuses, it closes the connection and serves none. Their answers are read
+/// through the [`Peer`] that [`Dialing::welcomed`] returns, so nothing is trusted before the
+/// welcome's version and identity are checked.
+pub struct Dialing {
+    conn: Connection,
+    codec: FrameCodec,
+    /// The stream the hello went out on; the welcome comes back on it.
+    reply: RecvStream,
+    version: u32,
+    timeout: Duration,
+}
+
+impl Dialing {
+    async fn send_hello(
+        conn: Connection,
+        local: &Hello,
+        cfg: &TransportConfig,
+    ) -> Result<Dialing, TransportError> {
+        let codec = cfg.codec();
+        let sent = async {
+            let (mut send, recv) = conn.open_bi().await?;
+            codec
+                .write_frame(&mut send, local)
+                .await
+                .map_err(|e| on_conn(&conn, e))?;
+            let _ = send.finish();
+            Ok(recv)
+        };
+        let reply = within_handshake(&conn, cfg.handshake_timeout, sent).await?;
+        Ok(Dialing {
+            conn,
+            codec,
+            reply,
+            version: local.version,
+            timeout: cfg.handshake_timeout,
+        })
+    }
+
+    /// Opens a stream and sends `req` on it ahead of the welcome (see the type's notes).
+    pub async fn open(&self, req: &Request) -> Result<(SendStream, RecvStream), TransportError> {
+        open_request(&self.conn, self.codec, req).await
+    }
+
+    /// Reads the acceptor's answer to the hello and checks its version and its identity against
+    /// the certificate; only then is the connection a [`Peer`].
+    pub async fn welcomed(mut self) -> Result<Peer, TransportError> {
+        let (conn, codec, version) = (&self.conn, self.codec, self.version);
+        let reply = &mut self.reply;
+        let exchange = async {
+            let reply: HelloReply = codec
+                .read_frame(reply)
+                .await
+                .map_err(|e| on_conn(conn, e))?;
+            match reply {
+                HelloReply::Welcome(remote) => {
+                    if remote.version != version {
+                        conn.close(
+                            VarInt::from_u32(CLOSE_REFUSED),
+                            b"protocol version mismatch",
+                        );
+                        return Err(TransportError::VersionMismatch {
+                            local: version,
+                            remote: remote.version,
+                        });
+                    }
+                    if let Err(why) = check_identity(conn, &remote) {
+                        conn.close(VarInt::from_u32(CLOSE_REFUSED), why.as_bytes());
+                        return Err(TransportError::Identity(why));
+                    }
+                    Ok(remote)
+                }
+                HelloReply::Refused {
+                    version: theirs,
+                    error,
+                } => {
+                    conn.close(VarInt::from_u32(CLOSE_NORMAL), b"");
+                    if theirs != version {
+                        Err(TransportError::VersionMismatch {
+                            local: version,
+                            remote: theirs,
+                        })
+                    } else {
+                        Err(TransportError::Refused(error))
+                    }
+                }
+            }
+        };
+        let remote = within_handshake(conn, self.timeout, exchange).await?;
+        tracing::debug!(peer = %remote.node_name, role = %remote.role, addr = %conn.remote_address(), "handshake done");
+        Ok(Peer {
+            conn: self.conn,
+            hello: Arc::new(remote),
+            codec,
+        })
+    }
+
+    /// Closes the connection normally (a command that ends before its first request).
+    pub fn close(&self, reason: &str) {
+        self.conn
+            .close(VarInt::from_u32(CLOSE_NORMAL), reason.as_bytes());
+    }
+}
+
+/// Bounds a step of the hello exchange, so a silent peer cannot hold a connection slot.
+async fn within_handshake<T>(
+    conn: &Connection,
+    timeout: Duration,
+    step: impl Future<Output = Result<T, TransportError>>,
+) -> Result<T, TransportError> {
+    match tokio::time::timeout(timeout, step).await {
+        Ok(r) => r,
+        Err(_) => {
+            conn.close(VarInt::from_u32(CLOSE_PROTOCOL), b"handshake timeout");
+            Err(TransportError::HandshakeTimeout(timeout))
+        }
+    }
+}
+
+/// Opens a stream and sends `req` as its first frame.
+async fn open_request(
+    conn: &Connection,
+    codec: FrameCodec,
+    req: &Request,
+) -> Result<(SendStream, RecvStream), TransportError> {
+    let (mut send, recv) = conn.open_bi().await?;
+    codec
+        .write_frame(&mut send, req)
+        .await
+        .map_err(|e| on_conn(conn, e))?;
+    Ok((send, recv))
+}
+
 impl Peer {
     /// Dials `addr` and runs the handshake as the dialer.
     pub async fn connect(
@@ -293,8 +432,23 @@ impl Peer {
         local: &Hello,
         cfg: &TransportConfig,
     ) -> Result<Peer, TransportError> {
+        Peer::dial(endpoint, addr, server_name, local, cfg)
+            .await?
+            .welcomed()
+            .await
+    }
+
+    /// Dials `addr` and sends the hello without waiting for its answer, so that a request can
+    /// follow in the same flight: the hello's round trip is saved on every CLI command.
+    pub async fn dial(
+        endpoint: &Endpoint,
+        addr: SocketAddr,
+        server_name: &str,
+        local: &Hello,
+        cfg: &TransportConfig,
+    ) -> Result<Dialing, TransportError> {
         let conn = connect(endpoint, addr, server_name).await?;
-        Peer::handshake_dialer(conn, local, cfg).await
+        Dialing::send_hello(conn, local, cfg).await
     }
 
     /// Accepts an incoming connection and runs the handshake as the acceptor.
@@ -313,62 +467,10 @@ impl Peer {
         local: &Hello,
         cfg: &TransportConfig,
     ) -> Result<Peer, TransportError> {
-        let codec = cfg.codec();
-        let exchange = async {
-            let (mut send, mut recv) = conn.open_bi().await?;
-            codec
-                .write_frame(&mut send, local)
-                .await
-                .map_err(|e| on_conn(&conn, e))?;
-            let _ = send.finish();
-            let reply: HelloReply = codec
-                .read_frame(&mut recv)
-                .await
-                .map_err(|e| on_conn(&conn, e))?;
-            match reply {
-                HelloReply::Welcome(remote) => {
-                    if remote.version != local.version {
-                        conn.close(
-                            VarInt::from_u32(CLOSE_REFUSED),
-                            b"protocol version mismatch",
-                        );
-                        return Err(TransportError::VersionMismatch {
-                            local: local.version,
-                            remote: remote.version,
-                        });
-                    }
-                    if let Err(why) = check_identity(&conn, &remote) {
-                        conn.close(VarInt::from_u32(CLOSE_REFUSED), why.as_bytes());
-                        return Err(TransportError::Identity(why));
-                    }
-                    Ok(remote)
-                }
-                HelloReply::Refused { version, error } => {
-                    conn.close(VarInt::from_u32(CLOSE_NORMAL), b"");
-                    if version != local.version {
-                        Err(TransportError::VersionMismatch {
-                            local: local.version,
-                            remote: version,
-                        })
-                    } else {
-                        Err(TransportError::Refused(error))
-                    }
-                }
-            }
-        };
-        let remote = match tokio::time::timeout(cfg.handshake_timeout, exchange).await {
-            Ok(r) => r?,
-            Err(_) => {
-                conn.close(VarInt::from_u32(CLOSE_PROTOCOL), b"handshake timeout");
-                return Err(TransportError::HandshakeTimeout(cfg.handshake_timeout));
-            }
-        };
-        tracing::debug!(peer = %remote.node_name, role = %remote.role, addr = %conn.remote_address(), "handshake done");
-        Ok(Peer {
-            conn,
-            hello: Arc::new(remote),
-            codec,
-        })
+        Dialing::send_hello(conn, local, cfg)
+            .await?
+            .welcomed()
+            .await
     }
 
     /// The acceptor's half of the handshake: reads the hello, checks version and identity,
@@ -433,13 +535,7 @@ impl Peer {
             let _ = send.finish();
             Ok(remote)
         };
-        let remote = match tokio::time::timeout(cfg.handshake_timeout, exchange).await {
-            Ok(r) => r?,
-            Err(_) => {
-                conn.close(VarInt::from_u32(CLOSE_PROTOCOL), b"handshake timeout");
-                return Err(TransportError::HandshakeTimeout(cfg.handshake_timeout));
-            }
-        };
+        let remote = within_handshake(&conn, cfg.handshake_timeout, exchange).await?;
         tracing::debug!(peer = %remote.node_name, role = %remote.role, addr = %conn.remote_address(), "accepted peer");
         Ok(Peer {
             conn,
@@ -467,12 +563,7 @@ impl Peer {
     /// Opens a stream and sends `req` on it; the building block of the other request helpers,
     /// public for forwarding (the controller relays an agent's answer frames or raw bytes).
     pub async fn open(&self, req: &Request) -> Result<(SendStream, RecvStream), TransportError> {
-        let (mut send, recv) = self.conn.open_bi().await?;
-        self.codec
-            .write_frame(&mut send, req)
-            .await
-            .map_err(|e| on_conn(&self.conn, e))?;
-        Ok((send, recv))
+        open_request(&self.conn, self.codec, req).await
     }
 
     async fn read_answer(&self, recv: &mut RecvStream) -> Result<ResponseFrame, TransportError> {
@@ -490,7 +581,17 @@ impl Peer {
 
     /// Sends a request with a single answer and waits for it.
     pub async fn request(&self, req: &Request) -> Result<Response, TransportError> {
-        let (mut send, mut recv) = self.open(req).await?;
+        let (send, recv) = self.open(req).await?;
+        self.answer(send, recv).await
+    }
+
+    /// The single answer to a request already sent on `send`/`recv` (by [`Self::open`] or
+    /// [`Dialing::open`]).
+    pub async fn answer(
+        &self,
+        mut send: SendStream,
+        mut recv: RecvStream,
+    ) -> Result<Response, TransportError> {
         let _ = send.finish();
         match self.read_answer(&mut recv).await? {
             ResponseFrame::Item(r) => Ok(r),
@@ -504,13 +605,18 @@ impl Peer {
     /// Sends a request with a streamed answer (logs, events, stats --stream). Dropping the
     /// returned stream tells the peer to stop sending.
     pub async fn request_stream(&self, req: &Request) -> Result<ResponseStream, TransportError> {
-        let (mut send, recv) = self.open(req).await?;
+        let (send, recv) = self.open(req).await?;
+        Ok(self.answer_stream(send, recv))
+    }
+
+    /// [`Self::request_stream`]'s answer to a request already sent.
+    pub fn answer_stream(&self, mut send: SendStream, recv: RecvStream) -> ResponseStream {
         let _ = send.finish();
-        Ok(ResponseStream {
+        ResponseStream {
             peer: self.clone(),
             recv,
             done: false,
-        })
+        }
     }
 
     /// Sends an exec/attach request, reads the header frame and returns the raw halves: write
@@ -519,7 +625,16 @@ impl Peer {
         &self,
         req: &Request,
     ) -> Result<(Response, SendStream, RecvStream), TransportError> {
-        let (send, mut recv) = self.open(req).await?;
+        let (send, recv) = self.open(req).await?;
+        self.answer_raw(send, recv).await
+    }
+
+    /// [`Self::request_raw`]'s header and halves for a request already sent.
+    pub async fn answer_raw(
+        &self,
+        send: SendStream,
+        mut recv: RecvStream,
+    ) -> Result<(Response, SendStream, RecvStream), TransportError> {
         match self.read_answer(&mut recv).await? {
             ResponseFrame::Item(header) => Ok((header, send, recv)),
             ResponseFrame::Error(e) => Err(TransportError::Api(e)),

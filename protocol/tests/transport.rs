@@ -354,6 +354,79 @@ async fn hello_must_match_the_certificate() {
     .await;
 }
 
+/// Dials with `hello` and sends `Info` right behind it, before the welcome.
+async fn dial_with_info(
+    server: &Server,
+    hello: &Hello,
+) -> (
+    transport::Dialing,
+    quinn::SendStream,
+    quinn::RecvStream,
+    quinn::Endpoint,
+) {
+    let id = server.ca.issue("admin", Role::Client, &[]).unwrap();
+    let cfg = TransportConfig::default();
+    let endpoint = transport::client_endpoint(tls::client_config(&id).unwrap(), &cfg).unwrap();
+    let dialing = Peer::dial(&endpoint, server.addr, "ctl", hello, &cfg)
+        .await
+        .expect("TLS");
+    let (send, recv) = dialing.open(&Request::Info).await.expect("open ahead");
+    (dialing, send, recv, endpoint)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_behind_the_hello_is_served_after_the_welcome() {
+    bounded(async {
+        let server = start_server().await;
+        let (dialing, send, recv, _endpoint) =
+            dial_with_info(&server, &Hello::new(Role::Client, "admin")).await;
+        let peer = dialing.welcomed().await.expect("welcome");
+        assert_eq!(peer.hello().role, Role::Controller);
+        match peer.answer(send, recv).await.unwrap() {
+            Response::Info(info) => assert_eq!(info.name, "ctl"),
+            other => panic!("unexpected {other:?}"),
+        }
+        // Later requests use the welcomed connection as usual.
+        assert!(matches!(
+            peer.request(&Request::Info).await.unwrap(),
+            Response::Info(_)
+        ));
+        assert_eq!(server.requests.load(Ordering::SeqCst), 2);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_hello_serves_nothing_sent_behind_it() {
+    bounded(async {
+        let server = start_server().await;
+        let mut newer = Hello::new(Role::Client, "admin");
+        newer.version = PROTOCOL_VERSION + 1;
+        let (dialing, _send, _recv, _endpoint) = dial_with_info(&server, &newer).await;
+        let err = dialing.welcomed().await.unwrap_err();
+        assert!(
+            matches!(err, TransportError::VersionMismatch { .. }),
+            "{err}"
+        );
+        // A hello that does not match its certificate.
+        let (dialing, _send, _recv, _endpoint) =
+            dial_with_info(&server, &Hello::new(Role::Agent, "node-1")).await;
+        let err = dialing.welcomed().await.unwrap_err();
+        assert_eq!(
+            err.api_error().map(|a| a.kind),
+            Some(ErrorKind::Forbidden),
+            "{err}"
+        );
+        wait_until("both refusals", || {
+            server.refused.load(Ordering::SeqCst) == 2
+        })
+        .await;
+        assert_eq!(server.accepted.load(Ordering::SeqCst), 0);
+        assert_eq!(server.requests.load(Ordering::SeqCst), 0);
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streamed_answer_arrives_in_order_and_ends() {
     bounded(async {

@@ -3,14 +3,16 @@
 //! [`ApiError`] (so the exit code can follow its kind) and name the controller when it cannot
 //! be reached.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
 use controller::ClientConfigFile;
 use protocol::messages::{ApiError, Hello, Request, Response, Role};
 use protocol::transport::{self, ResponseStream, TransportConfig, TransportError};
-use protocol::Peer;
+use protocol::{Dialing, Peer};
 use quinn::{RecvStream, SendStream};
 
 /// Where `berth daemon` writes the client configuration by default.
@@ -23,13 +25,22 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// the close packet before the process exits.
 const CLOSE_YIELDS: usize = 4;
 
-/// A connected client.
+/// A connected client. Its first request goes out right behind the hello ([`Dialing`]); the
+/// welcome is checked before that request's answer is read.
 pub struct Client {
-    /// The controller connection.
-    pub peer: Peer,
+    /// Until the first request: the connection whose hello is not answered yet.
+    dialing: tokio::sync::Mutex<Option<Dialing>>,
+    /// The controller connection, once welcomed.
+    peer: OnceLock<Peer>,
+    addr: SocketAddr,
     _endpoint: quinn::Endpoint,
     /// The client configuration file this client was made from.
     config: PathBuf,
+}
+
+/// The controller could not be reached or refused the handshake: named, with the likely cause.
+fn unreachable(addr: SocketAddr, why: impl std::fmt::Display) -> anyhow::Error {
+    anyhow!("cannot connect to the berth controller at {addr}: {why} (is `berth daemon` running?)")
 }
 
 /// Turns a transport error into an error for the user, keeping an [`ApiError`] intact.
@@ -92,25 +103,54 @@ impl Client {
         };
         let endpoint = transport::client_endpoint(tls, &tcfg).context("client endpoint")?;
         let hello = Hello::new(Role::Client, me.name);
-        let connecting = Peer::connect(&endpoint, addr, &cfg.server_name, &hello, &tcfg);
-        let peer = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
-            Ok(Ok(p)) => p,
-            Ok(Err(e)) => {
-                return Err(anyhow!(
-                    "cannot connect to the berth controller at {addr}: {e} (is `berth daemon` running?)"
-                ))
-            }
-            Err(_) => {
-                return Err(anyhow!(
-                    "cannot connect to the berth controller at {addr}: timed out (is `berth daemon` running?)"
-                ))
-            }
+        let dialing = Peer::dial(&endpoint, addr, &cfg.server_name, &hello, &tcfg);
+        let dialing = match tokio::time::timeout(CONNECT_TIMEOUT, dialing).await {
+            Ok(Ok(d)) => d,
+            Ok(Err(e)) => return Err(unreachable(addr, e)),
+            Err(_) => return Err(unreachable(addr, "timed out")),
         };
         Ok(Client {
-            peer,
+            dialing: tokio::sync::Mutex::new(Some(dialing)),
+            peer: OnceLock::new(),
+            addr,
             _endpoint: endpoint,
             config: path.to_path_buf(),
         })
+    }
+
+    /// The controller connection, waiting for its welcome if no request has yet.
+    pub async fn peer(&self) -> Result<&Peer> {
+        if let Some(p) = self.peer.get() {
+            return Ok(p);
+        }
+        let mut dialing = self.dialing.lock().await;
+        if let Some(d) = dialing.take() {
+            self.welcome(d).await?;
+        }
+        self.peer
+            .get()
+            .ok_or_else(|| unreachable(self.addr, "its handshake failed"))
+    }
+
+    async fn welcome(&self, d: Dialing) -> Result<&Peer> {
+        let peer = d.welcomed().await.map_err(|e| unreachable(self.addr, e))?;
+        Ok(self.peer.get_or_init(|| peer))
+    }
+
+    /// Sends `req` on a stream of its own: the first one right behind the hello, answered once
+    /// the welcome is checked.
+    async fn open(&self, req: &Request) -> Result<(&Peer, SendStream, RecvStream)> {
+        if self.peer.get().is_none() {
+            let mut dialing = self.dialing.lock().await;
+            if let Some(d) = dialing.take() {
+                let (send, recv) = d.open(req).await.map_err(|e| unreachable(self.addr, e))?;
+                let peer = self.welcome(d).await?;
+                return Ok((peer, send, recv));
+            }
+        }
+        let peer = self.peer().await?;
+        let (send, recv) = peer.open(req).await.map_err(wire)?;
+        Ok((peer, send, recv))
     }
 
     /// The registry credentials file kept next to the client configuration.
@@ -120,17 +160,20 @@ impl Client {
 
     /// A request with a single answer.
     pub async fn call(&self, req: &Request) -> Result<Response> {
-        self.peer.request(req).await.map_err(wire)
+        let (peer, send, recv) = self.open(req).await?;
+        peer.answer(send, recv).await.map_err(wire)
     }
 
     /// A request with a streamed answer.
     pub async fn stream(&self, req: &Request) -> Result<ResponseStream> {
-        self.peer.request_stream(req).await.map_err(wire)
+        let (peer, send, recv) = self.open(req).await?;
+        Ok(peer.answer_stream(send, recv))
     }
 
     /// An exec/attach request: the session header and the raw halves.
     pub async fn raw(&self, req: &Request) -> Result<(Response, SendStream, RecvStream)> {
-        self.peer.request_raw(req).await.map_err(wire)
+        let (peer, send, recv) = self.open(req).await?;
+        peer.answer_raw(send, recv).await.map_err(wire)
     }
 
     /// Closes the connection so the controller sees a normal end at once. Only the close
@@ -138,7 +181,11 @@ impl Client {
     /// milliseconds to say goodbye. `close` wakes the connection's driver, which sends the packet
     /// as soon as it is polled; on this single-threaded runtime yielding lets it run.
     pub async fn close(self) {
-        self.peer.close("done");
+        match (self.peer.get(), self.dialing.into_inner()) {
+            (Some(peer), _) => peer.close("done"),
+            (None, Some(dialing)) => dialing.close("done"),
+            (None, None) => {}
+        }
         for _ in 0..CLOSE_YIELDS {
             tokio::task::yield_now().await;
         }

@@ -226,6 +226,7 @@ pub async fn drive(
     forward_stdin: bool,
     keys: Vec<u8>,
 ) -> Result<SessionEnd> {
+    let peer = client.peer().await?;
     let want_stdin = forward_stdin && header.stdin;
     let _raw = if header.tty && want_stdin && std::io::stdin().is_terminal() {
         Some(RawMode::enter()?)
@@ -239,7 +240,7 @@ pub async fn drive(
     };
     let resizer = winch
         .is_some()
-        .then(|| spawn_resizer(&client.peer, container, &header.session));
+        .then(|| spawn_resizer(peer, container, &header.session));
     let resize = || {
         if let (Some(r), Some(size)) = (&resizer, terminal_size()) {
             let _ = r.send(Some(size));
@@ -309,14 +310,14 @@ pub async fn drive(
                 }
             },
             _ = next_signal(&mut winch) => resize(),
-            _ = next_signal(&mut sigint) => send_kill(&client.peer, container, "SIGINT"),
+            _ = next_signal(&mut sigint) => send_kill(peer, container, "SIGINT"),
             _ = next_signal(&mut sigterm) => {
                 if _raw.is_some() {
                     // Our own terminal is in raw mode: leave cleanly, the container goes on.
                     let _ = send.reset(VarInt::from_u32(DETACH_CODE));
                     return Ok(SessionEnd::Detached);
                 }
-                send_kill(&client.peer, container, "SIGTERM");
+                send_kill(peer, container, "SIGTERM");
             }
         }
     }
@@ -371,8 +372,8 @@ type Waiter = tokio::task::JoinHandle<Result<Response, protocol::TransportError>
 
 /// Asks for the exit code on a stream of its own right after the start, so it is known even if
 /// the container is gone (`--rm`) by the time the session ends.
-fn spawn_wait(client: &Client, container: &str) -> Waiter {
-    let peer = client.peer.clone();
+fn spawn_wait(peer: &Peer, container: &str) -> Waiter {
+    let peer = peer.clone();
     let req = Request::Wait {
         container: container.to_string(),
         condition: WaitCondition::NotRunning,
@@ -416,7 +417,7 @@ pub async fn attach_and_wait(
             Ok(s) => Some(s),
             Err(e) if is_not_running(&e) => {
                 super::containers::start_container(client, container).await?;
-                waiter = Some(spawn_wait(client, container));
+                waiter = Some(spawn_wait(client.peer().await?, container));
                 if !stdin {
                     // Nothing to send: the log has every byte, in order, per stream.
                     if let Err(e) = super::logs::follow_all(client, container).await {

@@ -162,7 +162,8 @@ pub async fn cp(client: &Client, cmd: CpCmd) -> Result<i32> {
                 into_dir_only: true,
             };
             let answer = client
-                .peer
+                .peer()
+                .await?
                 .request_upload(&req, &mut tokio::io::stdin())
                 .await;
             answer.map_err(wire)?;
@@ -210,7 +211,7 @@ async fn copy_in(client: &Client, req: &Request, src: PathBuf) -> Result<()> {
         let as_name = PathBuf::from(std::ffi::OsStr::new(src.file_name().unwrap_or_default()));
         tree_tar::write_object(dir.as_fd(), &name, &as_name, writer).map(|_| ())
     });
-    let answer = client.peer.request_upload(req, &mut reader).await;
+    let answer = client.peer().await?.request_upload(req, &mut reader).await;
     let produced = task.await.context("archive task")?;
     produced?;
     answer.map_err(wire)?;

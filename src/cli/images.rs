@@ -195,7 +195,8 @@ pub async fn load(client: &Client, cmd: LoadCmd) -> Result<i32> {
                 .await
                 .with_context(|| format!("cannot open {path}"))?;
             client
-                .peer
+                .peer()
+                .await?
                 .request_upload(&Request::LoadImage, &mut file)
                 .await
         }
@@ -204,7 +205,8 @@ pub async fn load(client: &Client, cmd: LoadCmd) -> Result<i32> {
                 bail!("requested load from stdin, but stdin is empty: use -i FILE or redirect");
             }
             client
-                .peer
+                .peer()
+                .await?
                 .request_upload(&Request::LoadImage, &mut tokio::io::stdin())
                 .await
         }
@@ -463,7 +465,8 @@ pub async fn import(client: &Client, cmd: ImportCmd) -> Result<i32> {
     let answer = if cmd.source == "-" {
         let mut stdin = tokio::io::stdin();
         client
-            .peer
+            .peer()
+            .await?
             .request_upload(&Request::ImportImage(req), &mut stdin)
             .await
     } else {
@@ -472,7 +475,8 @@ pub async fn import(client: &Client, cmd: ImportCmd) -> Result<i32> {
             .with_context(|| format!("cannot open {}", cmd.source))?;
         req.size = file.metadata().await.ok().map(|m| m.len());
         client
-            .peer
+            .peer()
+            .await?
             .request_upload(&Request::ImportImage(req), &mut file)
             .await
     };

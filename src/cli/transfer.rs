@@ -42,7 +42,12 @@ impl Sink {
 
 /// Starts a download and checks its header.
 pub async fn start(client: &Client, req: &Request) -> Result<RecvStream> {
-    let (header, recv) = client.peer.request_download(req).await.map_err(wire)?;
+    let (header, recv) = client
+        .peer()
+        .await?
+        .request_download(req)
+        .await
+        .map_err(wire)?;
     match header {
         Response::Download => Ok(recv),
         other => Err(unexpected(req.verb(), &other)),
