@@ -14,15 +14,16 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::path::Path;
 
-/// `FS_TOPDIR_FL` of `linux/fs.h` (not in the libc crate).
-const FS_TOPDIR_FL: libc::c_long = 0x0002_0000;
+/// `FS_TOPDIR_FL` of `linux/fs.h` (not in the libc crate). The flags ioctls take an `int`,
+/// whatever their request number's `long` says.
+const FS_TOPDIR_FL: libc::c_int = 0x0002_0000;
 
 /// Marks `dir` as the top of directory hierarchies. `Ok(false)`: its file system has no such
 /// mark (tmpfs, xfs, ...), which only costs the spreading.
 pub fn mark_top_of_hierarchies(dir: &Path) -> io::Result<bool> {
     let dir = std::fs::File::open(dir)?;
-    let mut flags: libc::c_long = 0;
-    // SAFETY: FS_IOC_GETFLAGS writes one long into `flags`, which lives across the call.
+    let mut flags: libc::c_int = 0;
+    // SAFETY: FS_IOC_GETFLAGS writes one int into `flags`, which lives across the call.
     if unsafe { libc::ioctl(dir.as_raw_fd(), libc::FS_IOC_GETFLAGS, &mut flags) } < 0 {
         return unsupported(io::Error::last_os_error());
     }
@@ -30,7 +31,7 @@ pub fn mark_top_of_hierarchies(dir: &Path) -> io::Result<bool> {
         return Ok(true);
     }
     flags |= FS_TOPDIR_FL;
-    // SAFETY: FS_IOC_SETFLAGS reads one long from `flags`, which lives across the call.
+    // SAFETY: FS_IOC_SETFLAGS reads one int from `flags`, which lives across the call.
     if unsafe { libc::ioctl(dir.as_raw_fd(), libc::FS_IOC_SETFLAGS, &flags) } < 0 {
         return unsupported(io::Error::last_os_error());
     }
@@ -49,9 +50,9 @@ fn unsupported(e: io::Error) -> io::Result<bool> {
 mod tests {
     use super::*;
 
-    fn flags(dir: &Path) -> Option<libc::c_long> {
+    fn flags(dir: &Path) -> Option<libc::c_int> {
         let dir = std::fs::File::open(dir).unwrap();
-        let mut flags: libc::c_long = 0;
+        let mut flags: libc::c_int = 0;
         // SAFETY: as in `mark_top_of_hierarchies`.
         let r = unsafe { libc::ioctl(dir.as_raw_fd(), libc::FS_IOC_GETFLAGS, &mut flags) };
         (r == 0).then_some(flags)
