@@ -17,13 +17,15 @@ fn main() -> ExitCode {
             println!("{}", runtime::monitor::INTERFACE);
             0
         }
-        Some("--spare") => match runtime::monitor::args::parse_spare(std::env::args_os().skip(2)) {
-            Ok(root) => runtime::monitor::start_spare(&root),
-            Err(e) => {
-                eprintln!("berth-shim: {e}");
-                1
+        Some(runtime::monitor::args::SPARE) => {
+            match runtime::monitor::args::parse_spare(std::env::args_os().skip(2)) {
+                Ok(root) => runtime::monitor::start_spare(&root),
+                Err(e) => {
+                    eprintln!("berth-shim: {e}");
+                    1
+                }
             }
-        },
+        }
         _ => match runtime::monitor::args::parse(std::env::args_os().skip(1)) {
             Ok(config) => runtime::monitor::start(&config),
             Err(e) => {

@@ -6,6 +6,7 @@ use std::ffi::OsString;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
+use runtime::monitor::args;
 use serde::Deserialize;
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -67,34 +68,25 @@ struct ExitFile {
 impl Launch<'_> {
     /// The monitor's command line (`runtime::monitor::args`).
     fn args(&self) -> Vec<OsString> {
-        let mut args: Vec<OsString> = vec!["--runtime-root".into(), self.runtime_root.into()];
-        args.extend(self.container_args());
-        args
+        let mut line = args::runtime_root_args(self.runtime_root);
+        line.extend(self.container_args());
+        line
     }
 
     /// The command line without the runtime root, which a spare has on its own.
     fn container_args(&self) -> Vec<OsString> {
-        let mut args: Vec<OsString> = vec![
-            "--bundle".into(),
-            self.bundle.into(),
-            "--id".into(),
-            self.id.into(),
-            "--log".into(),
-            self.log.clone().into(),
-            "--exit-file".into(),
-            self.exit_file.clone().into(),
-            "--socket".into(),
-            self.socket.clone().into(),
-        ];
-        if self.tty {
-            args.push("--tty".into());
+        args::ContainerArgs {
+            bundle: self.bundle,
+            id: self.id,
+            log: &self.log,
+            exit_file: &self.exit_file,
+            socket: &self.socket,
+            tty: self.tty,
+            stdin: self.stdin,
+            // Always held: the program execs only on `release`, after any attach has connected.
+            hold: true,
         }
-        if self.stdin {
-            args.push("--stdin".into());
-        }
-        // Always held: the program execs only on `release`, after any attach has connected.
-        args.push("--hold".into());
-        args
+        .to_args()
     }
 }
 
@@ -111,22 +103,15 @@ pub struct Pending {
 
 /// Starts a monitor that waits for [`Pending::go`] before it touches the bundle.
 pub fn spawn(l: Launch<'_>) -> Result<Pending, String> {
-    let mut args = l.args();
-    args.push("--wait-for-go".into());
-    start_shim(l.shim, &args)
+    let mut line = l.args();
+    line.push(args::WAIT_FOR_GO.into());
+    start_shim(l.shim, &line)
 }
 
 /// Starts a spare monitor for `runtime_root`, not yet tied to a container: [`Pending::assign`]
 /// gives it one.
 pub fn spawn_spare(shim: &Path, runtime_root: &Path) -> Result<Pending, String> {
-    start_shim(
-        shim,
-        &[
-            "--spare".into(),
-            "--runtime-root".into(),
-            runtime_root.into(),
-        ],
-    )
+    start_shim(shim, &args::spare_args(runtime_root))
 }
 
 fn start_shim(shim: &Path, args: &[OsString]) -> Result<Pending, String> {
@@ -151,7 +136,7 @@ impl Pending {
     /// Gives a spare monitor ([`spawn_spare`]) its container; it learns it on [`Pending::go`].
     /// The spare was started for the same runtime root.
     pub fn assign(mut self, l: &Launch<'_>) -> Pending {
-        self.launch = runtime::monitor::args::encode(&l.container_args());
+        self.launch = args::encode(&l.container_args());
         self
     }
 

@@ -1,14 +1,74 @@
-//! The monitor's command line. Only the agent writes it, so it is parsed by hand: `--flag VALUE`
-//! for paths and the id, bare `--tty`, `--stdin`, `--hold`, `--wait-for-go`. A spare monitor,
+//! The monitor's command line, written (by the agent, through [`ContainerArgs`]) and parsed here,
+//! by hand: `--flag VALUE` for paths and the id, bare `--tty`, `--stdin`, `--hold`,
+//! `--wait-for-go`. A spare monitor,
 //! started as `--spare --runtime-root DIR` before its container existed, receives the other
 //! arguments on stdin instead ([`encode`]), each ended by a NUL byte, which no argument can
 //! contain.
 
 use std::ffi::OsString;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::MonitorConfig;
+
+/// Makes a monitor wait for its go ([`MonitorConfig::wait_for_go`]).
+pub const WAIT_FOR_GO: &str = "--wait-for-go";
+
+/// The first argument of a spare monitor ([`spare_args`], [`parse_spare`]).
+pub const SPARE: &str = "--spare";
+
+/// What the agent tells a monitor about its container: the arguments [`parse`] reads, except the
+/// runtime root, which a spare monitor has from its start ([`spare_args`]).
+pub struct ContainerArgs<'a> {
+    pub bundle: &'a Path,
+    pub id: &'a str,
+    pub log: &'a Path,
+    pub exit_file: &'a Path,
+    pub socket: &'a Path,
+    pub tty: bool,
+    pub stdin: bool,
+    pub hold: bool,
+}
+
+impl ContainerArgs<'_> {
+    /// These values as the flags [`parse`] reads.
+    pub fn to_args(&self) -> Vec<OsString> {
+        let mut args: Vec<OsString> = vec![
+            "--bundle".into(),
+            self.bundle.into(),
+            "--id".into(),
+            self.id.into(),
+            "--log".into(),
+            self.log.into(),
+            "--exit-file".into(),
+            self.exit_file.into(),
+            "--socket".into(),
+            self.socket.into(),
+        ];
+        for (set, flag) in [
+            (self.tty, "--tty"),
+            (self.stdin, "--stdin"),
+            (self.hold, "--hold"),
+        ] {
+            if set {
+                args.push(flag.into());
+            }
+        }
+        args
+    }
+}
+
+/// `--runtime-root DIR`, which comes before a monitor's other arguments.
+pub fn runtime_root_args(root: &Path) -> Vec<OsString> {
+    vec!["--runtime-root".into(), root.into()]
+}
+
+/// The command line of a spare monitor, which [`parse_spare`] reads after `--spare`.
+pub fn spare_args(root: &Path) -> Vec<OsString> {
+    let mut args = vec![OsString::from(SPARE)];
+    args.extend(runtime_root_args(root));
+    args
+}
 
 /// Reads a monitor's arguments (the program name excluded).
 pub fn parse(mut args: impl Iterator<Item = OsString>) -> Result<MonitorConfig, String> {
@@ -38,7 +98,7 @@ pub fn parse(mut args: impl Iterator<Item = OsString>) -> Result<MonitorConfig, 
             "--tty" => tty = true,
             "--stdin" => stdin = true,
             "--hold" => hold = true,
-            "--wait-for-go" => wait_for_go = true,
+            WAIT_FOR_GO => wait_for_go = true,
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -110,6 +170,35 @@ mod tests {
         "--tty",
         "--hold",
     ];
+
+    #[test]
+    fn what_the_agent_writes_parses_back() {
+        let container = ContainerArgs {
+            bundle: Path::new("/b"),
+            id: "abc",
+            log: Path::new("/b/log"),
+            exit_file: Path::new("/b/exit"),
+            socket: Path::new("/b/sock"),
+            tty: true,
+            stdin: false,
+            hold: true,
+        };
+        let mut line = runtime_root_args(Path::new("/r"));
+        line.extend(container.to_args());
+        line.push(WAIT_FOR_GO.into());
+        let c = parse(line.into_iter()).unwrap();
+        assert_eq!(c.runtime_root, Path::new("/r"));
+        assert_eq!(c.bundle, Path::new("/b"));
+        assert_eq!(c.id, "abc");
+        assert_eq!(c.log, Path::new("/b/log"));
+        assert_eq!(c.exit_file, Path::new("/b/exit"));
+        assert_eq!(c.socket, Path::new("/b/sock"));
+        assert!(c.tty && !c.stdin && c.hold && c.wait_for_go);
+        assert_eq!(
+            parse_spare(spare_args(Path::new("/r")).into_iter().skip(1)).unwrap(),
+            Path::new("/r")
+        );
+    }
 
     #[test]
     fn a_launch_decodes_to_the_arguments_that_were_encoded() {
