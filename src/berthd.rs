@@ -6,6 +6,7 @@
 //! image's address keeps being randomised.
 
 mod daemon;
+mod usage;
 
 use clap::error::ErrorKind;
 use clap::Parser;
@@ -33,11 +34,7 @@ fn main() {
             std::process::exit(0);
         }
         Err(e) => {
-            let text = e.to_string();
-            let first = text.lines().map(str::trim).find(|l| !l.is_empty());
-            let msg = first.unwrap_or("invalid arguments");
-            let msg = msg.strip_prefix("error: ").unwrap_or(msg);
-            eprintln!("berth: {msg} (see 'berth daemon --help')");
+            eprintln!("berth: {}", usage::one_line(&e, "berth daemon --help"));
             std::process::exit(EXIT_DAEMON);
         }
     };

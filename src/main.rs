@@ -1,6 +1,7 @@
-//! The `berth` binary: one executable for the CLI, the daemon and the OCI runtime front-end.
+//! The `berth` binary: the CLI and the OCI runtime front-end. `berth daemon` execs `berthd`.
 
 mod cli;
+mod usage;
 
 fn main() {
     std::process::exit(cli::main());

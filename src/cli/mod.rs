@@ -209,14 +209,7 @@ pub fn report_error(e: &anyhow::Error) -> i32 {
 
 /// One line from a clap error: its message without the usage block.
 fn clap_line(e: &clap::Error) -> String {
-    let text = e.to_string();
-    let first = text
-        .lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or("invalid arguments");
-    let msg = first.strip_prefix("error: ").unwrap_or(first);
-    format!("{msg} (see 'berth --help')")
+    crate::usage::one_line(e, "berth --help")
 }
 
 /// Runs the CLI and returns the process exit code.
