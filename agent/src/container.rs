@@ -66,16 +66,21 @@ pub fn start_monitor(
     let started = tokio::task::spawn_blocking(move || {
         let paths = shared.layout.container(&id);
         let runtime_root = shared.layout.runtime_root();
+        let (log, exit_file, socket) = (paths.log(), paths.exit_file(), paths.socket());
         shared.spare.take(monitor::Launch {
             shim: &shared.shim,
             runtime_root: &runtime_root,
-            bundle: &paths.dir,
-            id: &id,
-            log: paths.log(),
-            exit_file: paths.exit_file(),
-            socket: paths.socket(),
-            tty,
-            stdin,
+            container: runtime::monitor::args::ContainerArgs {
+                bundle: &paths.dir,
+                id: &id,
+                log: &log,
+                exit_file: &exit_file,
+                socket: &socket,
+                tty,
+                stdin,
+                // Always held: the program execs only on `release`, after any attach has connected.
+                hold: true,
+            },
         })
     });
     async move { started.await.map_err(|e| format!("start monitor: {e}"))? }

@@ -4,7 +4,7 @@
 
 use std::ffi::OsString;
 use std::os::fd::{FromRawFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use runtime::monitor::args;
 use serde::Deserialize;
@@ -23,13 +23,8 @@ pub struct Launch<'a> {
     /// The `berth-shim` binary.
     pub shim: &'a Path,
     pub runtime_root: &'a Path,
-    pub bundle: &'a Path,
-    pub id: &'a str,
-    pub log: PathBuf,
-    pub exit_file: PathBuf,
-    pub socket: PathBuf,
-    pub tty: bool,
-    pub stdin: bool,
+    /// What the monitor is told about its container (a spare learns it only at its go).
+    pub container: args::ContainerArgs<'a>,
 }
 
 /// A started container: its init and the monitor that watches it.
@@ -69,24 +64,8 @@ impl Launch<'_> {
     /// The monitor's command line (`runtime::monitor::args`).
     fn args(&self) -> Vec<OsString> {
         let mut line = args::runtime_root_args(self.runtime_root);
-        line.extend(self.container_args());
+        line.extend(self.container.to_args());
         line
-    }
-
-    /// The command line without the runtime root, which a spare has on its own.
-    fn container_args(&self) -> Vec<OsString> {
-        args::ContainerArgs {
-            bundle: self.bundle,
-            id: self.id,
-            log: &self.log,
-            exit_file: &self.exit_file,
-            socket: &self.socket,
-            tty: self.tty,
-            stdin: self.stdin,
-            // Always held: the program execs only on `release`, after any attach has connected.
-            hold: true,
-        }
-        .to_args()
     }
 }
 
@@ -136,7 +115,7 @@ impl Pending {
     /// Gives a spare monitor ([`spawn_spare`]) its container; it learns it on [`Pending::go`].
     /// The spare was started for the same runtime root.
     pub fn assign(mut self, l: &Launch<'_>) -> Pending {
-        self.launch = args::encode(&l.container_args());
+        self.launch = args::encode(&l.container.to_args());
         self
     }
 
