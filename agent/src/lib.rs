@@ -186,7 +186,7 @@ pub async fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
 
     let tls = protocol::tls::client_config(&config.identity)?;
     let tcfg = TransportConfig::default();
-    let endpoint = transport::client_endpoint(tls, &tcfg)?;
+    let endpoint = transport::client_endpoint(config.controller_addr, tls, &tcfg)?;
     let hello = Hello::new(Role::Agent, config.node_name.clone());
     let peer = Peer::connect(
         &endpoint,

@@ -45,7 +45,7 @@ fn start_controller(grace: Duration) -> Cluster {
 async fn dial(c: &Cluster, identity: &Identity, role: Role, name: &str) -> Peer {
     let tcfg = TransportConfig::default();
     let endpoint =
-        transport::client_endpoint(tls::client_config(identity).unwrap(), &tcfg).unwrap();
+        transport::client_endpoint(c.addr, tls::client_config(identity).unwrap(), &tcfg).unwrap();
     Peer::connect(&endpoint, c.addr, "ctl", &Hello::new(role, name), &tcfg)
         .await
         .expect("connect")

@@ -77,14 +77,52 @@ impl TransportConfig {
         FrameCodec::new(self.max_frame_len)
     }
 
-    fn quinn(&self) -> Arc<quinn::TransportConfig> {
+    /// quinn's settings for connections over `path`.
+    fn quinn(&self, path: Path) -> Arc<quinn::TransportConfig> {
         let mut t = quinn::TransportConfig::default();
         t.keep_alive_interval(Some(self.keep_alive));
         let idle_ms = u32::try_from(self.idle_timeout.as_millis()).unwrap_or(u32::MAX);
         t.max_idle_timeout(Some(quinn::IdleTimeout::from(VarInt::from_u32(idle_ms))));
         t.max_concurrent_bidi_streams(VarInt::from_u32(self.max_concurrent_streams));
         t.max_concurrent_uni_streams(VarInt::from_u32(0));
+        if path == Path::Loopback {
+            t.mtu_discovery_config(None);
+            t.initial_mtu(LOOPBACK_UDP_PAYLOAD);
+        }
         Arc::new(t)
+    }
+}
+
+/// The UDP payload size used on loopback from the first packet: where quinn's path MTU discovery
+/// ends there (its default upper bound), reached without its probes.
+const LOOPBACK_UDP_PAYLOAD: u16 = 1452;
+
+/// The kind of path between two endpoints, which decides how the packet size is found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Path {
+    /// Any network: QUIC starts at 1200-byte packets and probes for larger ones once the
+    /// handshake is done.
+    Network,
+    /// The host's loopback, whose MTU is 64 KiB: probing would only add packets. A CLI command
+    /// lives for a few round trips, and its connection used to carry about as many probes and
+    /// their acknowledgements as requests.
+    Loopback,
+}
+
+impl Path {
+    /// The path to (or from) `addr`: only loopback addresses are reached over loopback.
+    fn to(addr: SocketAddr) -> Path {
+        let loopback = match addr.ip() {
+            std::net::IpAddr::V4(ip) => ip.is_loopback(),
+            std::net::IpAddr::V6(ip) => {
+                ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+            }
+        };
+        if loopback {
+            Path::Loopback
+        } else {
+            Path::Network
+        }
     }
 }
 
@@ -171,60 +209,69 @@ fn on_conn(conn: &Connection, e: CodecError) -> TransportError {
 // Endpoints
 // ---------------------------------------------------------------------------------------------
 
-/// Wraps a rustls server config for quinn with this transport's settings.
-pub fn quic_server_config(
+/// Wraps a rustls server config for quinn with this transport's settings for connections over
+/// `path`.
+fn quic_server_config(
     tls: rustls::ServerConfig,
     cfg: &TransportConfig,
+    path: Path,
 ) -> Result<quinn::ServerConfig, TransportError> {
     let crypto =
         QuicServerConfig::try_from(tls).map_err(|e| TransportError::QuicTls(e.to_string()))?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    server.transport_config(cfg.quinn());
+    server.transport_config(cfg.quinn(path));
     Ok(server)
 }
 
-/// Wraps a rustls client config for quinn with this transport's settings.
-pub fn quic_client_config(
+/// Wraps a rustls client config for quinn with this transport's settings for connections to
+/// `peer`.
+fn quic_client_config(
     tls: rustls::ClientConfig,
     cfg: &TransportConfig,
+    peer: SocketAddr,
 ) -> Result<quinn::ClientConfig, TransportError> {
     let crypto =
         QuicClientConfig::try_from(tls).map_err(|e| TransportError::QuicTls(e.to_string()))?;
     let mut client = quinn::ClientConfig::new(Arc::new(crypto));
-    client.transport_config(cfg.quinn());
+    client.transport_config(cfg.quinn(Path::to(peer)));
     Ok(client)
 }
 
 /// A listening endpoint (controller main port, or join port with
-/// [`tls::join_server_config`]). Must be called inside a tokio runtime.
+/// [`tls::join_server_config`]). Bound to a loopback address, it can only be reached over
+/// loopback, and its connections skip packet-size discovery. Must be called inside a tokio
+/// runtime.
 pub fn server_endpoint(
     addr: SocketAddr,
     tls: rustls::ServerConfig,
     cfg: &TransportConfig,
 ) -> Result<Endpoint, TransportError> {
-    let server = quic_server_config(tls, cfg)?;
+    let server = quic_server_config(tls, cfg, Path::to(addr))?;
     Endpoint::server(server, addr).map_err(|source| TransportError::Bind { addr, source })
 }
 
-/// A dialing endpoint on an ephemeral IPv4 port whose default client config is `tls` (agents,
-/// the CLI). Must be called inside a tokio runtime.
+/// A dialing endpoint for `peer` (agents, the CLI): on an ephemeral port of `peer`'s address
+/// family, its default client config is `tls` with the settings for the path to `peer`. Must be
+/// called inside a tokio runtime.
 pub fn client_endpoint(
+    peer: SocketAddr,
     tls: rustls::ClientConfig,
     cfg: &TransportConfig,
 ) -> Result<Endpoint, TransportError> {
-    client_endpoint_on(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)), tls, cfg)
-}
-
-/// Like [`client_endpoint`] bound to `bind` (e.g. `[::]:0` to reach IPv6 controllers).
-pub fn client_endpoint_on(
-    bind: SocketAddr,
-    tls: rustls::ClientConfig,
-    cfg: &TransportConfig,
-) -> Result<Endpoint, TransportError> {
+    let bind = unspecified_like(peer);
     let mut endpoint =
         Endpoint::client(bind).map_err(|source| TransportError::Bind { addr: bind, source })?;
-    endpoint.set_default_client_config(quic_client_config(tls, cfg)?);
+    endpoint.set_default_client_config(quic_client_config(tls, cfg, peer)?);
     Ok(endpoint)
+}
+
+/// Any local address, port chosen by the kernel, in `peer`'s address family.
+fn unspecified_like(peer: SocketAddr) -> SocketAddr {
+    if peer.is_ipv6() {
+        SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0))
+    } else {
+        SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))
+    }
 }
 
 /// Dials `addr`, verifying its certificate for `server_name` (the controller's node name or an
@@ -956,12 +1003,8 @@ pub async fn join_cluster(
     csr_der: &[u8],
     cfg: &TransportConfig,
 ) -> Result<JoinAccepted, TransportError> {
-    let client = quic_client_config(tls::join_client_config(token.ca_hash)?, cfg)?;
-    let bind: SocketAddr = if addr.is_ipv6() {
-        SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0))
-    } else {
-        SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))
-    };
+    let client = quic_client_config(tls::join_client_config(token.ca_hash)?, cfg, addr)?;
+    let bind = unspecified_like(addr);
     let endpoint =
         Endpoint::client(bind).map_err(|source| TransportError::Bind { addr: bind, source })?;
     // The pin, not the name, authenticates the controller here; any syntactically valid name
@@ -1059,4 +1102,29 @@ where
         .and_then(|r| r);
     conn.close(VarInt::from_u32(CLOSE_NORMAL), b"");
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_addresses_are_on_the_loopback_path() {
+        for addr in [
+            "127.0.0.1:7443",
+            "127.3.2.1:1",
+            "[::1]:7443",
+            "[::ffff:127.0.0.1]:7443",
+        ] {
+            assert_eq!(Path::to(addr.parse().unwrap()), Path::Loopback, "{addr}");
+        }
+        for addr in [
+            "0.0.0.0:7443",
+            "[::]:7443",
+            "10.0.0.1:7443",
+            "[fd00::1]:7443",
+        ] {
+            assert_eq!(Path::to(addr.parse().unwrap()), Path::Network, "{addr}");
+        }
+    }
 }

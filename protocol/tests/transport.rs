@@ -182,7 +182,7 @@ async fn client_peer(
     hello: &Hello,
 ) -> Result<Peer, TransportError> {
     let cfg = TransportConfig::default();
-    let endpoint = transport::client_endpoint(tls::client_config(identity)?, &cfg)?;
+    let endpoint = transport::client_endpoint(server.addr, tls::client_config(identity)?, &cfg)?;
     Peer::connect(&endpoint, server.addr, "ctl", hello, &cfg).await
 }
 
@@ -249,6 +249,25 @@ async fn handshake_and_request_round_trip() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loopback_connections_start_at_full_size_and_never_probe() {
+    bounded(async {
+        let server = start_server().await;
+        let peer = admin(&server).await;
+        assert_eq!(peer.connection().stats().path.current_mtu, 1452);
+        for _ in 0..5 {
+            peer.request(&Request::Info).await.unwrap();
+        }
+        // Discovery would have probed by now, both ways, right after the handshake.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let stats = peer.connection().stats();
+        assert_eq!(stats.path.sent_plpmtud_probes, 0, "the client probed");
+        assert_eq!(stats.frame_rx.ping, 0, "the controller probed");
+        assert_eq!(stats.path.current_mtu, 1452);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_from_another_ca_is_refused_before_any_request() {
     bounded(async {
         let server = start_server().await;
@@ -277,7 +296,7 @@ async fn client_without_certificate_is_refused() {
         let server = start_server().await;
         let cfg = TransportConfig::default();
         let tls = tls::anonymous_client_config(server.ca.cert_der()).unwrap();
-        let endpoint = transport::client_endpoint(tls, &cfg).unwrap();
+        let endpoint = transport::client_endpoint(server.addr, tls, &cfg).unwrap();
         let err = Peer::connect(
             &endpoint,
             server.addr,
@@ -305,7 +324,9 @@ async fn client_must_trust_only_the_cluster_ca() {
         let other_ca = ClusterCa::generate("other").unwrap();
         let id = other_ca.issue("admin", Role::Client, &[]).unwrap();
         let cfg = TransportConfig::default();
-        let endpoint = transport::client_endpoint(tls::client_config(&id).unwrap(), &cfg).unwrap();
+        let endpoint =
+            transport::client_endpoint(server.addr, tls::client_config(&id).unwrap(), &cfg)
+                .unwrap();
         let err = transport::connect(&endpoint, server.addr, "ctl")
             .await
             .expect_err("unknown server CA must be refused");
@@ -366,7 +387,8 @@ async fn dial_with_info(
 ) {
     let id = server.ca.issue("admin", Role::Client, &[]).unwrap();
     let cfg = TransportConfig::default();
-    let endpoint = transport::client_endpoint(tls::client_config(&id).unwrap(), &cfg).unwrap();
+    let endpoint =
+        transport::client_endpoint(server.addr, tls::client_config(&id).unwrap(), &cfg).unwrap();
     let dialing = Peer::dial(&endpoint, server.addr, "ctl", hello, &cfg)
         .await
         .expect("TLS");
@@ -610,7 +632,7 @@ async fn acceptor_can_command_the_dialer() {
 
         let agent_id = ca.issue("node-1", Role::Agent, &[]).unwrap();
         let agent_ep =
-            transport::client_endpoint(tls::client_config(&agent_id).unwrap(), &cfg).unwrap();
+            transport::client_endpoint(addr, tls::client_config(&agent_id).unwrap(), &cfg).unwrap();
         let agent = Peer::connect(
             &agent_ep,
             addr,

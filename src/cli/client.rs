@@ -101,7 +101,7 @@ impl Client {
             handshake_timeout: CONNECT_TIMEOUT,
             ..TransportConfig::default()
         };
-        let endpoint = transport::client_endpoint(tls, &tcfg).context("client endpoint")?;
+        let endpoint = transport::client_endpoint(addr, tls, &tcfg).context("client endpoint")?;
         let hello = Hello::new(Role::Client, me.name);
         let dialing = Peer::dial(&endpoint, addr, &cfg.server_name, &hello, &tcfg);
         let dialing = match tokio::time::timeout(CONNECT_TIMEOUT, dialing).await {
