@@ -681,6 +681,19 @@ fn rm_flag_removes_after_exit_and_keeps_the_code() {
             .contains(&name))
         .then_some(())
     });
+    // The removal is answered while the monitor may still clean up; its runtime state goes too.
+    let runtime = d.root.join("runtime");
+    poll(
+        "the --rm container's runtime state to go",
+        WAIT_TIMEOUT,
+        || {
+            std::fs::read_dir(&runtime)
+                .expect("runtime root")
+                .next()
+                .is_none()
+                .then_some(())
+        },
+    );
     let name = unique("gone-d");
     d.berth(&["run", "-d", "--rm", "--name", &name, "busybox", "true"])
         .ok();

@@ -224,11 +224,13 @@ impl ContainerActor {
         let generation = self.generation;
         ctx.spawn(
             actix::fut::wrap_future::<_, Self>(monitor::wait_exit(monitor))
-                .map(move |(), act, ctx| act.on_exit(generation, ctx)),
+                .map(move |(), act, ctx| act.on_exit(generation, ctx, None)),
         );
     }
 
-    fn on_exit(&mut self, generation: u64, ctx: &mut Context<Self>) {
+    /// Applies the exit the monitor recorded. `finishing` is the monitor when it may still be
+    /// cleaning up (it recorded the exit, then closed its clients, and has not exited yet).
+    fn on_exit(&mut self, generation: u64, ctx: &mut Context<Self>, finishing: Option<(i32, u64)>) {
         if generation != self.generation || !self.record.state.is_running() {
             return;
         }
@@ -255,7 +257,7 @@ impl ContainerActor {
             self.announce();
             // As Docker's --rm: anonymous volumes go with the container, and waiters (`run --rm`)
             // hear the exit code once it is gone. The mailbox waits meanwhile.
-            let released = self.release(true);
+            let released = self.release(true, finishing);
             ctx.wait(
                 actix::fut::wrap_future::<_, Self>(released).map(move |(), _, ctx| {
                     for w in waiters {
@@ -467,7 +469,7 @@ impl ContainerActor {
                     if recorded && act.live_monitor().is_none() {
                         act.generation += 1;
                         let g = act.generation;
-                        act.on_exit(g, ctx);
+                        act.on_exit(g, ctx, None);
                     }
                 });
             }),
@@ -486,13 +488,21 @@ impl ContainerActor {
     /// state, root filesystem, anonymous volumes (with `volumes`) and its directory (moved to the
     /// trash); then the node forgets it; last, unwaited, the trash is deleted, since a large upper
     /// dir takes long.
-    fn release(&mut self, volumes: bool) -> impl std::future::Future<Output = ()> + 'static {
+    /// Removes the container's files, runtime state and network. With `finishing`, a monitor
+    /// that may still be removing the runtime state, that part waits for the monitor's exit and
+    /// follows the removal instead of preceding it.
+    fn release(
+        &mut self,
+        volumes: bool,
+        finishing: Option<(i32, u64)>,
+    ) -> impl std::future::Future<Output = ()> + 'static {
         let first = self.record.state != State::Removed;
         if first {
             self.release_network();
             self.record.state = State::Removed;
         }
         let (shared, record, rt) = (self.shared.clone(), self.record.clone(), self.runtime());
+        let after_monitor = finishing.map(|m| (m, self.runtime(), self.record.id.clone()));
         async move {
             if !first {
                 return;
@@ -500,7 +510,9 @@ impl ContainerActor {
             let id = record.id.clone();
             let node = shared.node.clone();
             let cleanup = tokio::task::spawn_blocking(move || {
-                let _ = rt.delete(&record.id, true);
+                if finishing.is_none() {
+                    let _ = rt.delete(&record.id, true);
+                }
                 crate::prepare::teardown(&shared, &record, volumes)
                     .inspect_err(|e| tracing::warn!(container = %record.short_id(), "cleanup: {e}"))
                     .ok()
@@ -512,6 +524,13 @@ impl ContainerActor {
             node.do_send(Removed(id));
             if let Some(trashed) = trashed {
                 tokio::task::spawn_blocking(move || trashed.purge());
+            }
+            if let Some((monitor, rt, id)) = after_monitor {
+                // Whatever the monitor left (it may have died before its clean-up).
+                tokio::spawn(async move {
+                    monitor::wait_exit(monitor).await;
+                    let _ = tokio::task::spawn_blocking(move || rt.delete(&id, true)).await;
+                });
             }
         }
     }
@@ -570,7 +589,7 @@ impl Handler<Adopt> for ContainerActor {
             self.recover_start();
             self.generation += 1;
             let g = self.generation;
-            self.on_exit(g, ctx);
+            self.on_exit(g, ctx, None);
         }
     }
 }
@@ -620,7 +639,7 @@ pub struct Discard;
 impl Handler<Discard> for ContainerActor {
     type Result = ();
     fn handle(&mut self, _: Discard, ctx: &mut Context<Self>) {
-        let released = self.release(true);
+        let released = self.release(true, None);
         ctx.wait(actix::fut::wrap_future::<_, Self>(released).map(|(), _, ctx| ctx.stop()));
     }
 }
@@ -791,7 +810,7 @@ impl Handler<Remove> for ContainerActor {
                 .then(move |(), act, _| {
                     // `--rm` takes the anonymous volumes along whoever removes the container.
                     let volumes = msg.volumes || act.record.config.auto_remove;
-                    actix::fut::wrap_future(act.release(volumes))
+                    actix::fut::wrap_future(act.release(volumes, None))
                 })
                 .map(|(), _, ctx| {
                     ctx.stop();
@@ -804,6 +823,31 @@ impl Handler<Remove> for ContainerActor {
 #[derive(Message)]
 #[rtype(result = "Reply<i64>")]
 pub struct Wait;
+
+/// An attach session's output ended. The monitor closes its clients once it has recorded the
+/// exit, then removes the runtime state and exits: a `--rm` container is removed from here, and
+/// `run --rm` does not wait for the monitor's clean-up and exit too.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct OutputEnded;
+
+impl Handler<OutputEnded> for ContainerActor {
+    type Result = ();
+    fn handle(&mut self, _: OutputEnded, ctx: &mut Context<Self>) {
+        let Some(monitor) = self.record.monitor else {
+            return;
+        };
+        // Without an exit file the session ended for another reason (the monitor died, or
+        // dropped this client): the monitor's exit decides, as always.
+        if self.record.config.auto_remove
+            && !self.removing
+            && self.record.state.is_running()
+            && self.paths.exit_file().exists()
+        {
+            self.on_exit(self.generation, ctx, Some(monitor));
+        }
+    }
+}
 
 // Waiting futures are not tied to the actor's context (ResponseFuture), so an actor that stops right
 // after the exit (`--rm`) still delivers the exit code to its waiters.

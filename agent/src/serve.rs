@@ -435,7 +435,7 @@ async fn attach(shared: &Shared, key: &str, opts: AttachOptions, responder: Resp
             // output only the log has.)
             let info = output.await.map_err(|_| removed(key))??;
             started.await.map_err(|_| removed(key))??;
-            return Ok((info, monitor, wait));
+            return Ok((info, monitor, wait, addr));
         }
         let info = output.await.map_err(|_| removed(key))??;
         if !info.attachable {
@@ -455,9 +455,9 @@ async fn attach(shared: &Shared, key: &str, opts: AttachOptions, responder: Resp
                 .await
                 .map_err(|_| removed(key))??;
         }
-        Ok((info, monitor, wait))
+        Ok((info, monitor, wait, addr))
     };
-    let (info, monitor, wait) = match prepared.await {
+    let (info, monitor, wait, addr) = match prepared.await {
         Ok(p) => p,
         Err(e) => {
             let _ = responder.fail(e).await;
@@ -469,6 +469,7 @@ async fn attach(shared: &Shared, key: &str, opts: AttachOptions, responder: Resp
         return;
     };
     let exit_code = async move {
+        addr.do_send(container::OutputEnded);
         match wait.await {
             Ok(Ok(code)) => Some(code),
             _ => None,
