@@ -1,6 +1,7 @@
 //! A container's persisted record, in two files of its directory:
 //! - `state.json`: what must survive a power loss (configuration, state, exit code). It is written
-//!   durably ([`runtime::atomic_file::write_atomic`]) before any transition is acknowledged.
+//!   durably ([`runtime::atomic_file::write_atomic`]) before any transition is acknowledged, except
+//!   for a `--rm` container, which a power loss removes anyway.
 //! - `live.json`: which processes and network endpoint serve the container now. A reboot ends them,
 //!   so it is written atomically but without fsync ([`runtime::atomic_file::replace`]); the agent
 //!   needs it only to re-adopt containers after its own restart, which the page cache survives.
@@ -83,11 +84,18 @@ impl Record {
         Ok(record)
     }
 
-    /// Persists the whole record: `live.json`, then `state.json` durably.
+    /// Persists the whole record: `live.json`, then `state.json`, durably unless the container is
+    /// removed when it exits (`--rm`). Such a container does not outlive a crash of the host (its
+    /// layer is volatile), and the agent removes it whether its record was written or not; a
+    /// crash of the agent alone loses nothing, the page cache outlives it.
     pub fn save(&self, paths: &ContainerPaths) -> io::Result<()> {
         self.save_live(paths)?;
         let data = serde_json::to_vec_pretty(self).map_err(invalid)?;
-        runtime::atomic_file::write_atomic(&paths.state(), &data)
+        if self.config.auto_remove {
+            runtime::atomic_file::replace(&paths.state(), &data)
+        } else {
+            runtime::atomic_file::write_atomic(&paths.state(), &data)
+        }
     }
 
     /// Persists only which processes and endpoint serve the container (no fsync).

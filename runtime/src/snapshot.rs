@@ -191,8 +191,12 @@ impl Snapshot {
     }
 
     /// Makes the record [`Snapshot::prepare`] wrote durable. Apart so that a container's monitor can
-    /// start setting up while the fsyncs run.
+    /// start setting up while the fsyncs run. A volatile snapshot's record is not synced: after a
+    /// crash of the host its layer cannot be mounted again, and its container is only removed.
     pub fn persist(&self) -> Result<()> {
+        if self.durability == Durability::Volatile {
+            return Ok(());
+        }
         crate::atomic_file::sync(&self.dir.join(META_FILE))
             .map_err(|e| SnapshotError::io(&self.dir, "sync snapshot.json", e))
     }
