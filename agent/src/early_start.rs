@@ -6,7 +6,7 @@
 //! with its START: about a millisecond between the container being ready and its program running.
 //! Now whoever queues a `Start` during the set-up also raises this container's flag here; the
 //! set-up then sends the monitor its START at once, which the monitor holds until the container is
-//! ready and acts on right after its report. The actor still decides and records the start when it
+//! ready and acts on before it reports. The actor still decides and records the start when it
 //! handles the queued message, with that early release's outcome.
 
 use std::collections::HashMap;

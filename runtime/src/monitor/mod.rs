@@ -13,7 +13,9 @@
 //!    subreaper.
 //! 2. It opens the log file, binds the attach socket, creates the stdio pipes and launches the
 //!    container with [`Runtime::spawn_held`], so it is the init's parent.
-//! 3. It reports ONE line of JSON to the invoking process, which prints it on its stdout and exits:
+//! 3. It serves a START already waiting on its socket ([`serve`]; `run` sends one during the
+//!    set-up), then reports ONE line of JSON to the invoking process, which prints it on its stdout
+//!    and exits:
 //!    `{"pid": <init host pid>, "monitor_pid": <monitor pid>}` with status 0, or `{"error": "..."}`
 //!    with status 1.
 //! 4. It serves (see [`serve`]): output → log file and attach clients; attach input → stdin / pty.
@@ -321,13 +323,14 @@ fn daemon_main(setup: &Setup, report: OwnedFd) -> i32 {
     // SAFETY: plain prctl with integer arguments.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
 
-    let monitor = match serve::Monitor::setup(config, network) {
+    let mut monitor = match serve::Monitor::setup(config, network) {
         Ok(m) => m,
         Err(e) => {
             report_to(&report, &Report::failed(e));
             return 1;
         }
     };
+    monitor.serve_waiting();
     report_to(
         &report,
         &Report::Started(Started {

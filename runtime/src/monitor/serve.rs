@@ -258,7 +258,17 @@ impl Monitor {
             if let Some(st) = status {
                 return self.finish(st);
             }
-            self.poll_once();
+            self.poll_once(-1);
+        }
+    }
+
+    /// Serves what already waits, without blocking. `run` sends its start while the container is
+    /// still being set up: handled here, before the report, the container's program runs without
+    /// waiting for the report's trip to the agent, which only the agent's records need.
+    pub fn serve_waiting(&mut self) {
+        // One round accepts the connections, the next reads what they sent.
+        for _ in 0..2 {
+            self.poll_once(0);
         }
     }
 
@@ -278,7 +288,8 @@ impl Monitor {
         }
     }
 
-    fn poll_once(&mut self) {
+    /// Waits up to `timeout_ms` (-1: for ever) for something to do, and does it.
+    fn poll_once(&mut self, timeout_ms: libc::c_int) {
         #[derive(Clone, Copy)]
         enum Slot {
             Signal,
@@ -322,7 +333,7 @@ impl Monitor {
             add(c.sock.as_raw_fd(), ev, Slot::Client(i));
         }
         // SAFETY: `fds` is a valid array of pollfds for the duration of the call.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
         if n <= 0 {
             return;
         }
