@@ -659,6 +659,25 @@ fn changes_never_reach_the_image() {
 }
 
 #[test]
+fn mount_points_the_image_lacks_stay_out_of_the_writable_layer() {
+    // The test image has /proc, /sys, /dev and /etc but no /etc/hostname, hosts or resolv.conf.
+    let d = Daemon::with_busybox();
+    let id = d
+        .berth(&["run", "-d", "busybox", "sleep", "60"])
+        .ok()
+        .line();
+    let out = d.berth(&["exec", &id, "cat", "/etc/hostname"]).ok();
+    assert_eq!(out.stdout.trim(), &id[..12]);
+    let upper = d.root.join("containers").join(&id).join("fs").join("upper");
+    let entries: Vec<_> = std::fs::read_dir(&upper)
+        .expect("the container's writable layer")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert!(entries.is_empty(), "written by the runtime: {entries:?}");
+    d.berth(&["rm", "-f", &id]).ok();
+}
+
+#[test]
 fn rm_flag_removes_after_exit_and_keeps_the_code() {
     let d = Daemon::with_busybox();
     let name = unique("gone");

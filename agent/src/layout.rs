@@ -42,6 +42,11 @@ impl Layout {
         self.root.join("trash")
     }
 
+    /// Shared read-only layers of the mount points images lack (`mount_points`).
+    pub fn mount_points(&self) -> PathBuf {
+        self.root.join("mountpoints")
+    }
+
     pub fn containers(&self) -> PathBuf {
         self.root.join("containers")
     }

@@ -9,6 +9,7 @@ mod layout;
 mod lifecycle;
 mod logs;
 mod monitor;
+mod mount_points;
 mod names;
 mod network;
 mod node;

@@ -79,7 +79,12 @@ fn build(
     if config.publish_all {
         publish_exposed(&mut config, &image);
     }
-    let lowers = shared.images.lowerdirs(&image);
+    let mut lowers = shared.images.lowerdirs(&image);
+    if let Some(layer) = crate::mount_points::layer(&shared.layout.mount_points(), &lowers)
+        .map_err(|e| internal("make the mount points layer", e))?
+    {
+        lowers.insert(0, layer);
+    }
     // A container removed when it exits has nothing to keep across a crash.
     let durability = if config.auto_remove {
         runtime::snapshot::Durability::Volatile
