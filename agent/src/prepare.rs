@@ -227,7 +227,7 @@ fn build(
         },
     )
     .map_err(|e| ApiError::invalid(e.to_string()))?;
-    let json = serde_json::to_vec_pretty(&oci).map_err(|e| internal("encode config.json", e))?;
+    let json = serde_json::to_vec(&oci).map_err(|e| internal("encode config.json", e))?;
     std::fs::write(paths.config(), json).map_err(|e| internal("write config.json", e))?;
 
     let record = Record {
