@@ -487,10 +487,8 @@ impl ContainerActor {
     /// its process (already gone), network leases at once; then, on a blocking thread, runtime
     /// state, root filesystem, anonymous volumes (with `volumes`) and its directory (moved to the
     /// trash); then the node forgets it; last, unwaited, the trash is deleted, since a large upper
-    /// dir takes long.
-    /// Removes the container's files, runtime state and network. With `finishing`, a monitor
-    /// that may still be removing the runtime state, that part waits for the monitor's exit and
-    /// follows the removal instead of preceding it.
+    /// dir takes long. With `finishing`, a monitor that may still be removing the runtime state,
+    /// the agent's own removal of it waits for that monitor's exit and comes last.
     fn release(
         &mut self,
         volumes: bool,

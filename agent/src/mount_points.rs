@@ -52,11 +52,28 @@ pub fn layer(dir: &Path, lowers: &[PathBuf]) -> io::Result<Option<PathBuf>> {
     Ok(Some(path))
 }
 
+/// Deletes layers a crash left half made; called at agent start, before any container is made.
+pub fn purge_unfinished(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if e.file_name().to_string_lossy().starts_with(UNFINISHED) {
+            if let Err(err) = std::fs::remove_dir_all(e.path()) {
+                tracing::warn!("remove {}: {err}", e.path().display());
+            }
+        }
+    }
+}
+
+/// The name prefix of a layer being made.
+const UNFINISHED: &str = ".new-";
+
 /// Fills a temporary directory, makes it durable (containers that outlive a reboot mount it
 /// again) and renames it into place, so a layer is complete whenever it exists.
 fn make(dir: &Path, path: &Path, missing: &[usize]) -> io::Result<()> {
     std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(".new-{}", crate::names::random_hex(8)));
+    let tmp = dir.join(format!("{UNFINISHED}{}", crate::names::random_hex(8)));
     std::fs::create_dir(&tmp)?;
     let made = fill(&tmp, missing)
         .and_then(|()| std::fs::rename(&tmp, path))
@@ -141,6 +158,15 @@ mod tests {
         // The same set of missing mount points is the same layer; nothing else was left behind.
         assert_eq!(super::layer(&dir, &lowers).unwrap(), Some(layer.clone()));
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+        // What a crash left half made goes at the next start; finished layers stay.
+        std::fs::create_dir_all(dir.join(format!("{UNFINISHED}0123/etc"))).unwrap();
+        purge_unfinished(&dir);
+        let names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, [layer.file_name().unwrap().to_string_lossy()]);
+        assert!(layer.join("dev").is_dir());
         // The image's own file is untouched.
         assert_eq!(
             std::fs::read(top.join("etc/hosts")).unwrap(),
