@@ -113,12 +113,25 @@ impl ContainerActor {
     /// Persists the record durably (two fsyncs) on a blocking thread, then tells the node (and
     /// through it the controller). The mailbox waits meanwhile (`ctx.wait`), so no later message
     /// sees a state that is not on disk yet; `then` runs with the outcome once it is, before any
-    /// other message.
+    /// other message. A `--rm` container's record is not fsynced ([`Record::save`]): like
+    /// `live.json` ([`Self::commit_live`]) it is written here, and its exit, which often follows
+    /// its start within a millisecond, does not queue behind a blocking thread.
     fn commit(
         &mut self,
         ctx: &mut Context<Self>,
         then: impl FnOnce(&mut Self, Reply<()>, &mut Context<Self>) + 'static,
     ) {
+        if self.record.config.auto_remove {
+            let saved = self
+                .record
+                .save(&self.paths)
+                .map_err(|e| internal("persist container state", e));
+            if saved.is_ok() {
+                self.announce();
+            }
+            then(self, saved, ctx);
+            return;
+        }
         let (record, paths) = (self.record.clone(), self.paths.clone());
         let save = async move {
             tokio::task::spawn_blocking(move || record.save(&paths))
