@@ -6,7 +6,8 @@
 //! every start: about 0.36 ms of a `run --rm` of a minimal image here. Instead the overlay of each
 //! container gets, above its image, a layer holding exactly the mount points its image lacks
 //! (Docker's per-container init layer plays this part). A path the image has, in any form, is
-//! never added, so nothing of the image is hidden. Layers are named by the set of mount points
+//! never added, nor anything below a parent it has as a non-directory, so nothing of the image is
+//! hidden. Layers are named by the set of mount points
 //! they hold: at most 2^6 small directories, each shared by every image that lacks the same ones,
 //! so none is ever removed.
 
@@ -34,11 +35,24 @@ const MOUNT_POINTS: [(&str, Kind); 6] = [
 /// The layer, under `dir`, holding the mount points that none of `lowers` (an image's layer
 /// directories) has; made now if it does not exist yet. `None` when the image has them all.
 pub fn layer(dir: &Path, lowers: &[PathBuf]) -> io::Result<Option<PathBuf>> {
+    let in_image = |rel: &Path| {
+        lowers
+            .iter()
+            .find_map(|l| l.join(rel).symlink_metadata().ok())
+    };
+    // A parent the image has as anything but a directory (`/etc` as a symlink, say) is left to
+    // the image, with what would go below it; so is looking through it, which would follow the
+    // link on the host.
+    let under_non_dir = |rel: &Path| {
+        rel.parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .and_then(&in_image)
+            .is_some_and(|m| !m.is_dir())
+    };
     let missing: Vec<usize> = (0..MOUNT_POINTS.len())
         .filter(|&i| {
-            !lowers
-                .iter()
-                .any(|l| l.join(MOUNT_POINTS[i].0).symlink_metadata().is_ok())
+            let rel = Path::new(MOUNT_POINTS[i].0);
+            !under_non_dir(rel) && in_image(rel).is_none()
         })
         .collect();
     if missing.is_empty() {
@@ -172,6 +186,19 @@ mod tests {
             std::fs::read(top.join("etc/hosts")).unwrap(),
             b"127.0.0.1 image\n"
         );
+    }
+
+    #[test]
+    fn nothing_goes_below_what_the_image_has_as_a_non_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let img = tmp.path().join("img");
+        std::fs::create_dir_all(&img).unwrap();
+        std::os::unix::fs::symlink("/usr/etc", img.join("etc")).unwrap();
+        let dir = tmp.path().join("mountpoints");
+        let layer = layer(&dir, &[img])
+            .unwrap()
+            .expect("proc, dev and sys are missing");
+        assert_eq!(entries(&layer), ["dev", "proc", "sys"]);
     }
 
     #[test]
