@@ -97,6 +97,8 @@ pub(crate) struct Shared {
     pub spare: Arc<spare::SpareMonitor>,
     /// Containers being set up, which a start may overtake.
     pub early: early_start::EarlyStarts,
+    /// The mount points images lack, in shared layers.
+    pub mount_points: mount_points::MountPointLayers,
     /// Exec sessions with a terminal, for resizes.
     pub sessions: session::Sessions,
     pub images: runtime::image::Store,
@@ -167,6 +169,7 @@ pub async fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
         .map_err(|e| AgentError::Network(e.message))?;
     let node = NodeActor::new().start();
     let runtime_root = layout.runtime_root();
+    let mount_points = mount_points::MountPointLayers::new(layout.mount_points());
     let shared = Arc::new(Shared {
         layout,
         node_name: config.node_name.clone(),
@@ -174,6 +177,7 @@ pub async fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
         berth,
         spare: spare::SpareMonitor::new(shim.clone(), runtime_root),
         early: early_start::EarlyStarts::default(),
+        mount_points,
         shim,
         sessions: session::Sessions::default(),
         images,

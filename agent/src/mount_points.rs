@@ -11,9 +11,49 @@
 //! they hold: at most 2^6 small directories, each shared by every image that lacks the same ones,
 //! so none is ever removed.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// The agent's mount point layers, with which one each image needs, remembered: an image's layers
+/// never change, and looking through them is a few file lookups per mount point and layer on
+/// every `create` (hundreds for an image of many layers).
+pub struct MountPointLayers {
+    dir: PathBuf,
+    by_image: Mutex<HashMap<String, Option<PathBuf>>>,
+}
+
+impl MountPointLayers {
+    /// The layers under `dir`; deletes those a crash left half made, so it must be made before
+    /// any container is.
+    pub fn new(dir: PathBuf) -> Self {
+        purge_unfinished(&dir);
+        MountPointLayers {
+            dir,
+            by_image: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The layer for image `image_id`, whose layer directories are `lowers` ([`layer`]).
+    pub fn for_image(&self, image_id: &str, lowers: &[PathBuf]) -> io::Result<Option<PathBuf>> {
+        let known = self.cache().get(image_id).cloned();
+        match known {
+            // A layer deleted by hand is made again below.
+            Some(Some(layer)) if layer.is_dir() => return Ok(Some(layer)),
+            Some(None) => return Ok(None),
+            _ => {}
+        }
+        let found = layer(&self.dir, lowers)?;
+        self.cache().insert(image_id.to_owned(), found.clone());
+        Ok(found)
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, Option<PathBuf>>> {
+        self.by_image.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
 
 /// What a mount point is: a directory, or a file where a file is bound over it.
 #[derive(Clone, Copy, Debug)]
@@ -34,7 +74,7 @@ const MOUNT_POINTS: [(&str, Kind); 6] = [
 
 /// The layer, under `dir`, holding the mount points that none of `lowers` (an image's layer
 /// directories) has; made now if it does not exist yet. `None` when the image has them all.
-pub fn layer(dir: &Path, lowers: &[PathBuf]) -> io::Result<Option<PathBuf>> {
+fn layer(dir: &Path, lowers: &[PathBuf]) -> io::Result<Option<PathBuf>> {
     let in_image = |rel: &Path| {
         lowers
             .iter()
@@ -66,8 +106,8 @@ pub fn layer(dir: &Path, lowers: &[PathBuf]) -> io::Result<Option<PathBuf>> {
     Ok(Some(path))
 }
 
-/// Deletes layers a crash left half made; called at agent start, before any container is made.
-pub fn purge_unfinished(dir: &Path) {
+/// Deletes layers a crash left half made.
+fn purge_unfinished(dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
@@ -201,10 +241,7 @@ mod tests {
         assert_eq!(entries(&layer), ["dev", "proc", "sys"]);
     }
 
-    #[test]
-    fn an_image_with_every_mount_point_needs_no_layer() {
-        let tmp = tempfile::tempdir().unwrap();
-        let img = tmp.path().join("img");
+    fn complete(img: &Path) {
         for (rel, kind) in MOUNT_POINTS {
             let p = img.join(rel);
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -213,8 +250,32 @@ mod tests {
                 Kind::File => std::fs::write(&p, "").unwrap(),
             }
         }
+    }
+
+    #[test]
+    fn an_image_with_every_mount_point_needs_no_layer() {
+        let tmp = tempfile::tempdir().unwrap();
+        let img = tmp.path().join("img");
+        complete(&img);
         let dir = tmp.path().join("mountpoints");
         assert_eq!(layer(&dir, &[img]).unwrap(), None);
         assert!(!dir.exists());
+    }
+
+    #[test]
+    fn each_image_is_looked_through_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let img = tmp.path().join("img");
+        std::fs::create_dir_all(&img).unwrap();
+        let layers = MountPointLayers::new(tmp.path().join("mountpoints"));
+        let first = layers.for_image("a", std::slice::from_ref(&img)).unwrap();
+        assert!(first.is_some());
+        // Image directories never change; here one does, to show the answer is remembered.
+        complete(&img);
+        assert_eq!(
+            layers.for_image("a", std::slice::from_ref(&img)).unwrap(),
+            first
+        );
+        assert_eq!(layers.for_image("b", &[img]).unwrap(), None);
     }
 }

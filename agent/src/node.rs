@@ -103,7 +103,6 @@ impl NodeActor {
         // Directories of containers removed before a crash, not yet deleted.
         let purge = shared.clone();
         tokio::task::spawn_blocking(move || prepare::purge_trash(&purge));
-        crate::mount_points::purge_unfinished(&shared.layout.mount_points());
         let Ok(entries) = std::fs::read_dir(shared.layout.containers()) else {
             return;
         };

@@ -80,7 +80,9 @@ fn build(
         publish_exposed(&mut config, &image);
     }
     let mut lowers = shared.images.lowerdirs(&image);
-    if let Some(layer) = crate::mount_points::layer(&shared.layout.mount_points(), &lowers)
+    if let Some(layer) = shared
+        .mount_points
+        .for_image(&image.id.to_string(), &lowers)
         .map_err(|e| internal("make the mount points layer", e))?
     {
         lowers.insert(0, layer);
