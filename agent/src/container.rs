@@ -113,15 +113,15 @@ impl ContainerActor {
     /// Persists the record durably (two fsyncs) on a blocking thread, then tells the node (and
     /// through it the controller). The mailbox waits meanwhile (`ctx.wait`), so no later message
     /// sees a state that is not on disk yet; `then` runs with the outcome once it is, before any
-    /// other message. A `--rm` container's record is not fsynced ([`Record::save`]): like
-    /// `live.json` ([`Self::commit_live`]) it is written here, and its exit, which often follows
-    /// its start within a millisecond, does not queue behind a blocking thread.
+    /// other message. A record that is not fsynced (a `--rm` container's, [`Record::is_durable`])
+    /// is written here, like `live.json` ([`Self::commit_live`]): the container's exit, which
+    /// often follows its start within a millisecond, does not queue behind a blocking thread.
     fn commit(
         &mut self,
         ctx: &mut Context<Self>,
         then: impl FnOnce(&mut Self, Reply<()>, &mut Context<Self>) + 'static,
     ) {
-        if self.record.config.auto_remove {
+        if !self.record.is_durable() {
             let saved = self
                 .record
                 .save(&self.paths)

@@ -84,17 +84,22 @@ impl Record {
         Ok(record)
     }
 
-    /// Persists the whole record: `live.json`, then `state.json`, durably unless the container is
-    /// removed when it exits (`--rm`). Such a container does not outlive a crash of the host (its
-    /// layer is volatile), and the agent removes it whether its record was written or not; a
-    /// crash of the agent alone loses nothing, the page cache outlives it.
+    /// Whether `state.json` is fsynced: not for a container removed when it exits (`--rm`). Such
+    /// a container does not outlive a crash of the host (its layer is volatile), and the agent
+    /// removes it whether its record was written or not; a crash of the agent alone loses
+    /// nothing, the page cache outlives it.
+    pub fn is_durable(&self) -> bool {
+        !self.config.auto_remove
+    }
+
+    /// Persists the whole record: `live.json`, then `state.json` ([`Record::is_durable`]).
     pub fn save(&self, paths: &ContainerPaths) -> io::Result<()> {
         self.save_live(paths)?;
         let data = serde_json::to_vec_pretty(self).map_err(invalid)?;
-        if self.config.auto_remove {
-            runtime::atomic_file::replace(&paths.state(), &data)
-        } else {
+        if self.is_durable() {
             runtime::atomic_file::write_atomic(&paths.state(), &data)
+        } else {
+            runtime::atomic_file::replace(&paths.state(), &data)
         }
     }
 
